@@ -1,0 +1,134 @@
+"""Pure-PyTorch reference backend: the test oracle and the fallback wherever no kernel applies.
+
+Everything here follows the RNG contract of DESIGN.md section 3, written with integer tensor ops, so it
+reproduces the Triton and C++ kernels word for word. It is deliberately plain: speed is the kernels' job.
+
+Tensors at this layer are the op-boundary layout: a 3-D view ``(outer, K, inner)`` of the logits, with the
+softmax taken over ``K``. Logical row ``r = o * inner + i`` owns the elements ``(o, :, i)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+# Philox4x32 constants (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11; Random123).
+_PHILOX_ROUND_A = 0xD2511F53
+_PHILOX_ROUND_B = 0xCD9E8D57
+_PHILOX_KEY_A = 0x9E3779B9
+_PHILOX_KEY_B = 0xBB67AE85
+_PHILOX_ROUNDS = 10
+# Triton's `uint_to_uniform_float` scale: the largest fp32 s with (2**31 - 1) * s < 1 after rounding.
+UNIFORM_SCALE = 4.6566127342e-10
+
+
+def _mulhilo32(a: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """High and low 32 bits of ``a * b`` for uint32 values held in int64 tensors.
+
+    The 64-bit product would overflow int64, so split ``a`` into 16-bit limbs: every partial
+    product stays below 2**48 and the sums below 2**49, exact in int64.
+    """
+    t = (a >> 16) * b  # a_hi * b, < 2**48
+    s = (t & 0xFFFF) * 65536 + (a & 0xFFFF) * b  # < 2**32 + 2**48
+    return (t >> 16) + (s >> 32), s & _MASK32
+
+
+def philox4x32_ref(seed: int, counter: torch.Tensor) -> torch.Tensor:
+    """Philox4x32-10 words for a 64-bit ``seed`` and int64 ``counter`` tensor of any shape.
+
+    Key = (seed lo, seed hi), counter = (n lo, n hi, 0, 0): exactly ``tl.randint4x(seed, n)``.
+    Returns int64 tensor of shape ``counter.shape + (4,)`` holding the uint32 words.
+    """
+    seed &= (1 << 64) - 1
+    k0, k1 = seed & _MASK32, seed >> 32
+    c0 = counter & _MASK32
+    c1 = (counter >> 32) & _MASK32
+    c2 = torch.zeros_like(c0)
+    c3 = torch.zeros_like(c0)
+    for _ in range(_PHILOX_ROUNDS):
+        hi_b, lo_b = _mulhilo32(c2, _PHILOX_ROUND_B)
+        hi_a, lo_a = _mulhilo32(c0, _PHILOX_ROUND_A)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0 = (k0 + _PHILOX_KEY_A) & _MASK32
+        k1 = (k1 + _PHILOX_KEY_B) & _MASK32
+    return torch.stack((c0, c1, c2, c3), dim=-1)
+
+
+def uniform_from_words_ref(words: torch.Tensor) -> torch.Tensor:
+    """Triton's ``uint_to_uniform_float``: uint32 words (in int64) to fp32 uniforms in [0, 1)."""
+    x = torch.where(words >= 2**31, words - 2**32, words)  # reinterpret as int32
+    x = torch.where(x < 0, -x - 1, x)
+    return x.to(torch.float32) * torch.tensor(UNIFORM_SCALE, dtype=torch.float32)
+
+
+def philox_words_ref(seed: int, rows: torch.Tensor, n_cols: int) -> torch.Tensor:
+    """The contract's word for every element of the given logical ``rows``: shape ``(len(rows), n_cols)``.
+
+    Element (r, c) takes word ``c % 4`` of Philox counter ``n = r * ceil(K / 4) + c // 4``.
+    """
+    groups = (n_cols + 3) // 4
+    counter = rows.to(torch.int64)[:, None] * groups + torch.arange(groups, dtype=torch.int64)
+    return philox4x32_ref(seed, counter).flatten(1)[:, :n_cols]
+
+
+def uniform_ref(seed: int, outer: int, n_cols: int, inner: int) -> torch.Tensor:
+    """Contract uniforms laid out like the ``(outer, K, inner)`` logits (fp32, CPU)."""
+    rows = torch.arange(outer * inner, dtype=torch.int64)
+    u = uniform_from_words_ref(philox_words_ref(seed, rows, n_cols))
+    return u.view(outer, inner, n_cols).transpose(1, 2)
+
+
+def gumbel_from_uniform_ref(u: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Gumbel(0, 1) noise ``-log(-log(u))``, finite for every contract uniform.
+
+    u = 0 is mapped to the smallest positive uniform (2**-31 up to rounding); the largest uniform,
+    1 - 2**-24, gives -log(u) ~ 6e-8 and so g ~ 16.6. Both ends stay finite.
+    """
+    u = u.clamp_min(UNIFORM_SCALE).to(dtype)
+    return -torch.log(-torch.log(u))
+
+
+def math_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype: fp32 for fp16/bf16/fp32, fp64 for fp64."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def perturbed_logits_ref(logits: torch.Tensor, seed: int, tau: float) -> torch.Tensor:
+    """``(logits + g) / tau`` for ``(outer, K, inner)`` logits, in the math dtype."""
+    outer, n_cols, inner = logits.shape
+    mdt = math_dtype(logits.dtype)
+    g = gumbel_from_uniform_ref(uniform_ref(seed, outer, n_cols, inner), mdt).to(logits.device)
+    return (logits.to(mdt) + g) / tau
+
+
+def one_hot_argmax(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Exact one-hot of the argmax of ``z`` over dim 1; rows where the soft sample ``y`` is NaN stay NaN.
+
+    The argmax is taken on z, not on y = softmax(z), so that rounding in exp cannot create ties.
+    """
+    hard = torch.zeros_like(y).scatter_(1, z.argmax(dim=1, keepdim=True), 1.0)
+    return torch.where(torch.isnan(y).any(dim=1, keepdim=True), float("nan"), hard)
+
+
+def gumbel_softmax_fwd_ref(logits: torch.Tensor, seed: torch.Tensor, tau: float, hard: bool) -> torch.Tensor:
+    """Forward of the op on ``(outer, K, inner)`` logits; returns a contiguous tensor of the same dtype."""
+    z = perturbed_logits_ref(logits, int(seed.item()), tau)
+    y = torch.softmax(z, dim=1)
+    if hard:
+        y = one_hot_argmax(z, y)
+    return y.to(logits.dtype).contiguous()
+
+
+def gumbel_softmax_bwd_ref(
+    grad: torch.Tensor, saved: torch.Tensor, seed: torch.Tensor, tau: float, recompute: bool
+) -> torch.Tensor:
+    """Backward of the op: ``y * (dy - sum(dy * y)) / tau`` over dim 1.
+
+    ``saved`` is the logits when ``recompute`` (hard mode: y is regenerated from the seed) and the
+    soft output y otherwise.
+    """
+    mdt = math_dtype(saved.dtype)
+    y = torch.softmax(perturbed_logits_ref(saved, int(seed.item()), tau), dim=1) if recompute else saved.to(mdt)
+    dy = grad.to(mdt)
+    dx = y * (dy - (dy * y).sum(dim=1, keepdim=True)) / tau
+    return dx.to(saved.dtype).contiguous()
