@@ -134,7 +134,7 @@ def _gumbel_softmax_fwd_kernel(
     x_ptr,  # logits, (outer, K, inner) with any strides
     out_ptr,  # output, contiguous (outer, K, inner), logits' dtype
     seed_ptr,  # 0-dim int64 Philox seed; loaded here so the host never syncs on it
-    tau,  # temperature, runtime float: annealing it never recompiles
+    tau_ptr,  # 0-dim fp64 temperature, read here: annealing tau never recompiles
     n_rows,  # outer * inner logical rows
     n_cols,  # K categories
     inner,  # size of the dimensions after the category dimension
@@ -147,6 +147,7 @@ def _gumbel_softmax_fwd_kernel(
 ):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)  # int64: rows * K may pass 2**31
     seed = tl.load(seed_ptr)
+    tau = tl.load(tau_ptr).to(MATH_DTYPE)
     n_groups = (n_cols + 3) // 4
     stride_out_outer = n_cols * inner
     if SINGLE_PASS:
@@ -209,7 +210,7 @@ def _gumbel_softmax_bwd_kernel(
     saved_ptr,  # the logits (RECOMPUTE) or the soft sample y, (outer, K, inner) with any strides
     dx_ptr,  # gradient w.r.t. the logits, contiguous (outer, K, inner)
     seed_ptr,  # 0-dim int64 Philox seed of the forward call
-    tau,
+    tau_ptr,  # 0-dim fp64 temperature
     n_rows, n_cols, inner,
     stride_dy_outer, stride_dy_col, stride_dy_inner,
     stride_saved_outer, stride_saved_col, stride_saved_inner,
@@ -225,6 +226,7 @@ def _gumbel_softmax_bwd_kernel(
     # The straight-through estimator of hard mode uses exactly this gradient of the soft sample.
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     seed = tl.load(seed_ptr)
+    tau = tl.load(tau_ptr).to(MATH_DTYPE)
     n_groups = (n_cols + 3) // 4
     stride_dx_outer = n_cols * inner
     if SINGLE_PASS:
@@ -311,7 +313,7 @@ def _math_dtype(dtype: torch.dtype) -> tl.dtype:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def gumbel_softmax_fwd(logits, seed, tau: float, hard: bool, *, wrap=_no_wrap):
+def gumbel_softmax_fwd(logits, seed, tau, hard: bool, *, wrap=_no_wrap):
     """Launch the forward kernel on ``(outer, K, inner)`` logits; returns a contiguous sample."""
     outer, n_cols, inner = logits.shape
     n_rows = outer * inner
@@ -327,7 +329,7 @@ def gumbel_softmax_fwd(logits, seed, tau: float, hard: bool, *, wrap=_no_wrap):
     return out
 
 
-def gumbel_softmax_bwd(grad, saved, seed, tau: float, recompute: bool, *, wrap=_no_wrap):
+def gumbel_softmax_bwd(grad, saved, seed, tau, recompute: bool, *, wrap=_no_wrap):
     """Launch the backward kernel; ``saved`` is the logits if ``recompute`` else the soft sample."""
     outer, n_cols, inner = saved.shape
     n_rows = outer * inner

@@ -31,13 +31,15 @@ def draw_seed(device: torch.device, generator: torch.Generator | None = None) ->
     return seed.to(device, non_blocking=True)
 
 
-def _check_tau(tau: object) -> float:
+def _check_tau(tau: object) -> None:
     if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
         raise ValueError(f"gumbel_softmax: tau must be a positive finite number, got {tau!r}")
-    tau = float(tau)
-    if not (math.isfinite(tau) and tau > 0):
+    if torch.compiler.is_compiling():
+        # A Python comparison would make Dynamo guard on tau's value, so each new tau (annealing)
+        # would recompile; eager calls check the value, compiled graphs take it on trust.
+        return
+    if not 0.0 < tau < math.inf:  # also false for NaN
         raise ValueError(f"gumbel_softmax: tau must be a positive finite number, got {tau}")
-    return tau
 
 
 def gumbel_softmax(
@@ -76,7 +78,7 @@ def gumbel_softmax(
             f"gumbel_softmax: logits must be a floating tensor (float16, bfloat16, float32 or "
             f"float64), got dtype {logits.dtype}"
         )
-    tau = _check_tau(tau)
+    _check_tau(tau)
     if eps != 1e-10:
         warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -92,10 +94,22 @@ def gumbel_softmax(
     if logits.numel() == 0:
         return torch.empty_like(logits)
     seed = draw_seed(logits.device, generator)
+    tau = _tau_tensor(tau, logits.device)
     # A view keeps the caller's strides (the kernels take any strides); reshape copies only
     # when no (outer, K, inner) view of this memory exists.
     logits3d = logits.reshape(outer, shape[dim], inner)
     return _ops.gumbel_softmax_fwd(logits3d, seed, tau, bool(hard)).view(shape)
+
+
+def _tau_tensor(tau: float, device: torch.device) -> torch.Tensor:
+    """tau as the 0-dim fp64 tensor the op takes.
+
+    Under torch.compile, ``ones * tau`` lets Dynamo turn the float into a graph input; ``torch.full``
+    would bake its value in and recompile for every new tau.
+    """
+    if torch.compiler.is_compiling():
+        return torch.ones((), dtype=torch.float64, device=device) * tau
+    return torch.full((), tau, dtype=torch.float64, device=device)
 
 
 def _canonical_dim(dim: int, ndim: int) -> int:

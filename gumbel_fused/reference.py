@@ -33,14 +33,15 @@ def _mulhilo32(a: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (t >> 16) + (s >> 32), s & _MASK32
 
 
-def philox4x32_ref(seed: int, counter: torch.Tensor) -> torch.Tensor:
+def philox4x32_ref(seed: torch.Tensor | int, counter: torch.Tensor) -> torch.Tensor:
     """Philox4x32-10 words for a 64-bit ``seed`` and int64 ``counter`` tensor of any shape.
 
     Key = (seed lo, seed hi), counter = (n lo, n hi, 0, 0): exactly ``tl.randint4x(seed, n)``.
+    ``seed`` may be a 0-dim int64 tensor: it is never read on the host, so this stays traceable.
     Returns int64 tensor of shape ``counter.shape + (4,)`` holding the uint32 words.
     """
-    seed &= (1 << 64) - 1
-    k0, k1 = seed & _MASK32, seed >> 32
+    seed = torch.as_tensor(seed, dtype=torch.int64, device=counter.device)
+    k0, k1 = seed & _MASK32, (seed >> 32) & _MASK32
     c0 = counter & _MASK32
     c1 = (counter >> 32) & _MASK32
     c2 = torch.zeros_like(c0)
@@ -61,19 +62,22 @@ def uniform_from_words_ref(words: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float32) * torch.tensor(UNIFORM_SCALE, dtype=torch.float32)
 
 
-def philox_words_ref(seed: int, rows: torch.Tensor, n_cols: int) -> torch.Tensor:
+def philox_words_ref(seed: torch.Tensor | int, rows: torch.Tensor, n_cols: int) -> torch.Tensor:
     """The contract's word for every element of the given logical ``rows``: shape ``(len(rows), n_cols)``.
 
     Element (r, c) takes word ``c % 4`` of Philox counter ``n = r * ceil(K / 4) + c // 4``.
     """
     groups = (n_cols + 3) // 4
-    counter = rows.to(torch.int64)[:, None] * groups + torch.arange(groups, dtype=torch.int64)
+    rows = rows.to(torch.int64)
+    counter = rows[:, None] * groups + torch.arange(groups, dtype=torch.int64, device=rows.device)
     return philox4x32_ref(seed, counter).flatten(1)[:, :n_cols]
 
 
-def uniform_ref(seed: int, outer: int, n_cols: int, inner: int) -> torch.Tensor:
-    """Contract uniforms laid out like the ``(outer, K, inner)`` logits (fp32, CPU)."""
-    rows = torch.arange(outer * inner, dtype=torch.int64)
+def uniform_ref(
+    seed: torch.Tensor | int, outer: int, n_cols: int, inner: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Contract uniforms laid out like the ``(outer, K, inner)`` logits (fp32)."""
+    rows = torch.arange(outer * inner, dtype=torch.int64, device=device)
     u = uniform_from_words_ref(philox_words_ref(seed, rows, n_cols))
     return u.view(outer, inner, n_cols).transpose(1, 2)
 
@@ -93,12 +97,12 @@ def math_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def perturbed_logits_ref(logits: torch.Tensor, seed: int, tau: float) -> torch.Tensor:
+def perturbed_logits_ref(logits: torch.Tensor, seed: torch.Tensor | int, tau: torch.Tensor | float) -> torch.Tensor:
     """``(logits + g) / tau`` for ``(outer, K, inner)`` logits, in the math dtype."""
     outer, n_cols, inner = logits.shape
     mdt = math_dtype(logits.dtype)
-    g = gumbel_from_uniform_ref(uniform_ref(seed, outer, n_cols, inner), mdt).to(logits.device)
-    return (logits.to(mdt) + g) / tau
+    g = gumbel_from_uniform_ref(uniform_ref(seed, outer, n_cols, inner, logits.device), mdt)
+    return (logits.to(mdt) + g) / torch.as_tensor(tau, dtype=mdt, device=logits.device)
 
 
 def one_hot_argmax(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -110,9 +114,9 @@ def one_hot_argmax(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(y).any(dim=1, keepdim=True), float("nan"), hard)
 
 
-def gumbel_softmax_fwd_ref(logits: torch.Tensor, seed: torch.Tensor, tau: float, hard: bool) -> torch.Tensor:
+def gumbel_softmax_fwd_ref(logits: torch.Tensor, seed: torch.Tensor, tau: torch.Tensor | float, hard: bool) -> torch.Tensor:
     """Forward of the op on ``(outer, K, inner)`` logits; returns a contiguous tensor of the same dtype."""
-    z = perturbed_logits_ref(logits, int(seed.item()), tau)
+    z = perturbed_logits_ref(logits, seed, tau)
     y = torch.softmax(z, dim=1)
     if hard:
         y = one_hot_argmax(z, y)
@@ -120,7 +124,7 @@ def gumbel_softmax_fwd_ref(logits: torch.Tensor, seed: torch.Tensor, tau: float,
 
 
 def gumbel_softmax_bwd_ref(
-    grad: torch.Tensor, saved: torch.Tensor, seed: torch.Tensor, tau: float, recompute: bool
+    grad: torch.Tensor, saved: torch.Tensor, seed: torch.Tensor, tau: torch.Tensor | float, recompute: bool
 ) -> torch.Tensor:
     """Backward of the op: ``y * (dy - sum(dy * y)) / tau`` over dim 1.
 
@@ -128,7 +132,7 @@ def gumbel_softmax_bwd_ref(
     soft output y otherwise.
     """
     mdt = math_dtype(saved.dtype)
-    y = torch.softmax(perturbed_logits_ref(saved, int(seed.item()), tau), dim=1) if recompute else saved.to(mdt)
+    y = torch.softmax(perturbed_logits_ref(saved, seed, tau), dim=1) if recompute else saved.to(mdt)
     dy = grad.to(mdt)
-    dx = y * (dy - (dy * y).sum(dim=1, keepdim=True)) / tau
+    dx = y * (dy - (dy * y).sum(dim=1, keepdim=True)) / torch.as_tensor(tau, dtype=mdt, device=y.device)
     return dx.to(saved.dtype).contiguous()
