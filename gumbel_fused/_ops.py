@@ -74,7 +74,7 @@ def _(logits, seed, tau, hard):
     kernels = _cpu.load_cpu_kernels()
     if kernels is None:
         return gumbel_softmax_fwd_ref(logits, seed, tau, hard)
-    return kernels.fwd(logits, seed, tau, hard)
+    return kernels.fwd(logits, seed, tau.item(), hard)  # a CPU scalar: no sync to speak of
 
 
 @gumbel_softmax_bwd_host.register_kernel("cpu")
@@ -82,7 +82,7 @@ def _(grad, saved, seed, tau, recompute):
     kernels = _cpu.load_cpu_kernels()
     if kernels is None:
         return gumbel_softmax_bwd_ref(grad, saved, seed, tau, recompute)
-    return kernels.bwd(grad, saved, seed, tau, recompute)
+    return kernels.bwd(grad, saved, seed, tau.item(), recompute)
 
 
 @gumbel_softmax_fwd_host.register_fake
