@@ -343,3 +343,29 @@ def gumbel_softmax_bwd(grad, saved, seed, tau, recompute: bool, *, wrap=_no_wrap
         RECOMPUTE=recompute, MATH_DTYPE=_math_dtype(saved.dtype), **config,
     )
     return dx
+
+
+@triton.jit
+def _contract_uniforms_kernel(
+    seed_ptr,  # 0-dim int64 Philox seed
+    rows_ptr,  # (n,) int64 logical row indices
+    u_ptr,  # (n, K) fp32 output: the uniform of every element of those rows
+    n_cols,
+    BLOCK_K: tl.constexpr,
+):
+    # Exposes the forward kernel's own randomness (same helper, same tiling), so tests can check it
+    # bit for bit against the golden words and feed it to the eager formula.
+    pid = tl.program_id(0)
+    rows = tl.load(rows_ptr + pid + tl.arange(0, 1))
+    for col0 in range(0, n_cols, BLOCK_K):
+        u = _contract_uniforms(tl.load(seed_ptr), rows, col0, (n_cols + 3) // 4, 1, BLOCK_K)
+        cols = col0 + tl.arange(0, BLOCK_K)
+        tl.store(u_ptr + pid * n_cols + cols[None, :], u, mask=cols[None, :] < n_cols)
+
+
+def contract_uniforms(seed, rows, n_cols: int):
+    """The contract uniforms the kernels use for ``rows`` (int64 tensor): ``(len(rows), K)`` fp32."""
+    u = torch.empty((rows.numel(), n_cols), dtype=torch.float32, device=rows.device)
+    block_k = min(MULTI_BLOCK_K, max(4, triton.next_power_of_2(n_cols)))
+    _contract_uniforms_kernel[(rows.numel(),)](seed, rows, u, n_cols, BLOCK_K=block_k)
+    return u

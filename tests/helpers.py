@@ -1,0 +1,75 @@
+"""Test helpers: backends under a common signature, the eager formula, and a verbose allclose."""
+
+from __future__ import annotations
+
+import torch
+
+from gumbel_fused import _ops, _triton
+from gumbel_fused.reference import (
+    gumbel_from_uniform_ref,
+    gumbel_softmax_bwd_ref,
+    gumbel_softmax_fwd_ref,
+    math_dtype,
+    uniform_ref,
+)
+
+from .conftest import TRITON_DEVICE
+
+BACKENDS = ["reference", "cpu", "triton"]
+
+
+def as_tensors(seed: int, tau: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    return (
+        torch.tensor(seed, dtype=torch.int64, device=device),
+        torch.tensor(tau, dtype=torch.float64, device=device),
+    )
+
+
+def run_fwd(backend: str, logits3d: torch.Tensor, seed: int, tau: float, hard: bool) -> torch.Tensor:
+    """Forward of one backend on ``(outer, K, inner)`` logits; the result comes back on the CPU."""
+    device = TRITON_DEVICE if backend == "triton" else "cpu"
+    x = logits3d.to(device)
+    s, t = as_tensors(seed, tau, device)
+    if backend == "reference":
+        return gumbel_softmax_fwd_ref(x, s, t, hard)
+    if backend == "cpu":
+        return _ops.gumbel_softmax_fwd(x, s, t, hard)
+    return _triton.gumbel_softmax_fwd(x, s, t, hard).cpu()
+
+
+def run_bwd(backend: str, grad, saved, seed: int, tau: float, recompute: bool) -> torch.Tensor:
+    device = TRITON_DEVICE if backend == "triton" else "cpu"
+    grad, saved = grad.to(device), saved.to(device)
+    s, t = as_tensors(seed, tau, device)
+    if backend == "reference":
+        return gumbel_softmax_bwd_ref(grad, saved, s, t, recompute)
+    if backend == "cpu":
+        return _ops.gumbel_softmax_bwd(grad, saved, s, t, recompute)
+    return _triton.gumbel_softmax_bwd(grad, saved, s, t, recompute).cpu()
+
+
+def eager_soft(logits3d: torch.Tensor, seed: int, tau: float, dtype: torch.dtype) -> torch.Tensor:
+    """The eager formula ``softmax((logits + g) / tau)`` computed in ``dtype``, fed the contract's
+    uniforms: what ``F.gumbel_softmax`` computes, with our noise instead of ``exponential_``."""
+    outer, n_cols, inner = logits3d.shape
+    g = gumbel_from_uniform_ref(uniform_ref(seed, outer, n_cols, inner), math_dtype(dtype))
+    return torch.softmax((logits3d.to(dtype) + g.to(dtype)) / tau, dim=1)
+
+
+def assert_close_verbose(actual, expected, *, atol: float, rtol: float = 0.0, msg: str = "") -> None:
+    """allclose that reports the first mismatches, and NaN/inf disagreements separately."""
+    actual, expected = actual.double(), expected.double()
+    nan_mismatch = torch.isnan(actual) != torch.isnan(expected)
+    assert not nan_mismatch.any(), f"{msg}: NaN in different places at {nan_mismatch.nonzero()[:5].tolist()}"
+    finite = torch.isfinite(expected)
+    inf_mismatch = ~finite & ~torch.isnan(expected) & (actual != expected)
+    assert not inf_mismatch.any(), f"{msg}: inf disagreements at {inf_mismatch.nonzero()[:5].tolist()}"
+    err = (actual - expected).abs().nan_to_num(0.0)
+    bad = err > atol + rtol * expected.abs().nan_to_num(0.0)
+    if bad.any():
+        idx = bad.nonzero()[:5]
+        rows = [f"  at {tuple(i)}: got {actual[tuple(i)].item():.8g}, want {expected[tuple(i)].item():.8g}" for i in idx.tolist()]
+        raise AssertionError(
+            f"{msg}: {int(bad.sum())} of {bad.numel()} elements differ (max abs err {err.max().item():.3g}, "
+            f"atol {atol:g}, rtol {rtol:g})\n" + "\n".join(rows)
+        )
