@@ -56,6 +56,25 @@ def _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_outer, stride_col, s
 
 
 @triton.jit
+def _load_tile(
+    ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, other,
+    MATH_DTYPE: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Columns [col0, col0 + BLOCK_K) of ``rows`` of an ``(outer, K, inner)`` tensor, in MATH_DTYPE."""
+    cols = col0 + tl.arange(0, BLOCK_K)
+    offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner)
+    return tl.load(ptr + offsets, mask=mask, other=other).to(MATH_DTYPE)
+
+
+@triton.jit
+def _store_tile(ptr, values, rows, col0, n_rows, n_cols, inner, BLOCK_K: tl.constexpr):
+    """Store a tile into a contiguous ``(outer, K, inner)`` tensor, converting to its dtype."""
+    cols = col0 + tl.arange(0, BLOCK_K)
+    offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, n_cols * inner, inner, 1)
+    tl.store(ptr + offsets, values.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _perturbed_logits(
     x_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
     stride_outer, stride_col, stride_inner,
@@ -65,9 +84,10 @@ def _perturbed_logits(
 
     Out-of-bounds elements are -inf, so they never win the max and add 0 to the sum.
     """
-    cols = col0 + tl.arange(0, BLOCK_K)
-    offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner)
-    x = tl.load(x_ptr + offsets, mask=mask, other=float("-inf")).to(MATH_DTYPE)
+    x = _load_tile(
+        x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
+        MATH_DTYPE, BLOCK_K,
+    )
     u = _contract_uniforms(seed, rows, col0, n_groups, BLOCK_R, BLOCK_K)
     g = -tl.log(-tl.log(tl.maximum(u, MIN_UNIFORM).to(MATH_DTYPE)))
     return (x + g) / tau
@@ -130,6 +150,35 @@ def _softmax_in_registers(z):
 
 
 @triton.jit
+def _soft_sample_chunk(
+    saved_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
+    stride_outer, stride_col, stride_inner, row_max, row_sum, invalid,
+    RECOMPUTE: tl.constexpr, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """The soft sample y on one chunk: regenerated from logits + row stats, or loaded from ``saved``."""
+    if RECOMPUTE:
+        z = _perturbed_logits(
+            saved_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
+            stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
+        )
+        y = tl.exp(z - _safe_shift(row_max)[:, None]) / row_sum[:, None]
+        y = tl.where(invalid[:, None], float("nan"), y)
+    else:
+        y = _load_tile(
+            saved_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, 0.0,
+            MATH_DTYPE, BLOCK_K,
+        )
+    return y
+
+
+@triton.jit
+def _one_hot(cols, row_argmax, invalid):
+    """Exact one-hot of ``row_argmax`` over a tile's columns; NaN on invalid rows, as softmax gives."""
+    y = tl.where(cols[None, :] == row_argmax[:, None], 1.0, 0.0)
+    return tl.where(invalid[:, None], float("nan"), y)
+
+
+@triton.jit
 def _gumbel_softmax_fwd_kernel(
     x_ptr,  # logits, (outer, K, inner) with any strides
     out_ptr,  # output, contiguous (outer, K, inner), logits' dtype
@@ -149,59 +198,31 @@ def _gumbel_softmax_fwd_kernel(
     seed = tl.load(seed_ptr)
     tau = tl.load(tau_ptr).to(MATH_DTYPE)
     n_groups = (n_cols + 3) // 4
-    stride_out_outer = n_cols * inner
     if SINGLE_PASS:
         z = _perturbed_logits(
             x_ptr, seed, tau, rows, 0, n_rows, n_cols, n_groups, inner,
             stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
         )
         y, row_argmax, invalid = _softmax_in_registers(z)
-        cols = tl.arange(0, BLOCK_K)
         if HARD:
-            y = tl.where(invalid[:, None], float("nan"), tl.where(cols[None, :] == row_argmax[:, None], 1.0, 0.0))
-        offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_out_outer, inner, 1)
-        tl.store(out_ptr + offsets, y.to(out_ptr.dtype.element_ty), mask=mask)
+            y = _one_hot(tl.arange(0, BLOCK_K), row_argmax, invalid)
+        _store_tile(out_ptr, y, rows, 0, n_rows, n_cols, inner, BLOCK_K)
     else:
         row_max, row_sum, row_argmax, invalid = _row_stats(
             x_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
             stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
         )
-        shift = _safe_shift(row_max)
         for col0 in range(0, n_cols, BLOCK_K):
-            cols = col0 + tl.arange(0, BLOCK_K)
             if HARD:
                 # The one-hot needs only the argmax: no second read of the logits.
-                y = tl.where(cols[None, :] == row_argmax[:, None], 1.0, 0.0)
+                y = _one_hot(col0 + tl.arange(0, BLOCK_K), row_argmax, invalid)
             else:
-                z = _perturbed_logits(
+                y = _soft_sample_chunk(
                     x_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
-                    stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
+                    stride_outer, stride_col, stride_inner, row_max, row_sum, invalid,
+                    True, MATH_DTYPE, BLOCK_R, BLOCK_K,
                 )
-                y = tl.exp(z - shift[:, None]) / row_sum[:, None]
-            y = tl.where(invalid[:, None], float("nan"), y)
-            offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_out_outer, inner, 1)
-            tl.store(out_ptr + offsets, y.to(out_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _soft_sample_chunk(
-    saved_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
-    stride_outer, stride_col, stride_inner, row_max, row_sum, invalid,
-    RECOMPUTE: tl.constexpr, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    """The soft sample y on one chunk: regenerated from logits + row stats, or loaded from ``saved``."""
-    if RECOMPUTE:
-        z = _perturbed_logits(
-            saved_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
-            stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
-        )
-        y = tl.exp(z - _safe_shift(row_max)[:, None]) / row_sum[:, None]
-        y = tl.where(invalid[:, None], float("nan"), y)
-    else:
-        cols = col0 + tl.arange(0, BLOCK_K)
-        offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner)
-        y = tl.load(saved_ptr + offsets, mask=mask, other=0.0).to(MATH_DTYPE)
-    return y
+            _store_tile(out_ptr, y, rows, col0, n_rows, n_cols, inner, BLOCK_K)
 
 
 @triton.jit
@@ -228,27 +249,27 @@ def _gumbel_softmax_bwd_kernel(
     seed = tl.load(seed_ptr)
     tau = tl.load(tau_ptr).to(MATH_DTYPE)
     n_groups = (n_cols + 3) // 4
-    stride_dx_outer = n_cols * inner
     if SINGLE_PASS:
-        cols = tl.arange(0, BLOCK_K)
         if RECOMPUTE:
             z = _perturbed_logits(
                 saved_ptr, seed, tau, rows, 0, n_rows, n_cols, n_groups, inner,
                 stride_saved_outer, stride_saved_col, stride_saved_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
             )
             y, _, _ = _softmax_in_registers(z)
-            y = tl.where(cols[None, :] < n_cols, y, 0.0)
         else:
-            offsets, mask = _tile_offsets(
-                rows, cols, n_rows, n_cols, inner, stride_saved_outer, stride_saved_col, stride_saved_inner
+            y = _load_tile(
+                saved_ptr, rows, 0, n_rows, n_cols, inner, stride_saved_outer, stride_saved_col,
+                stride_saved_inner, 0.0, MATH_DTYPE, BLOCK_K,
             )
-            y = tl.load(saved_ptr + offsets, mask=mask, other=0.0).to(MATH_DTYPE)
-        offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_dy_outer, stride_dy_col, stride_dy_inner)
-        dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(MATH_DTYPE)
+        dy = _load_tile(
+            dy_ptr, rows, 0, n_rows, n_cols, inner, stride_dy_outer, stride_dy_col, stride_dy_inner, 0.0,
+            MATH_DTYPE, BLOCK_K,
+        )
         dx = y * (dy - tl.sum(dy * y, axis=1)[:, None]) / tau
-        offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_dx_outer, inner, 1)
-        tl.store(dx_ptr + offsets, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        _store_tile(dx_ptr, dx, rows, 0, n_rows, n_cols, inner, BLOCK_K)
     else:
+        # Rows longer than a block: (1, hard only) the row stats that regenerate y, (2) the dot
+        # product sum(dy * y), (3) the gradient. y outside the row is exp(-inf) = 0.
         row_max = tl.zeros((BLOCK_R,), MATH_DTYPE)
         row_sum = tl.zeros((BLOCK_R,), MATH_DTYPE)
         invalid = tl.zeros((BLOCK_R,), tl.int1)
@@ -258,28 +279,21 @@ def _gumbel_softmax_bwd_kernel(
                 stride_saved_outer, stride_saved_col, stride_saved_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
             )
         dot = tl.zeros((BLOCK_R,), MATH_DTYPE)
-        for col0 in range(0, n_cols, BLOCK_K):
-            y = _soft_sample_chunk(
-                saved_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
-                stride_saved_outer, stride_saved_col, stride_saved_inner, row_max, row_sum, invalid,
-                RECOMPUTE, MATH_DTYPE, BLOCK_R, BLOCK_K,
-            )
-            cols = col0 + tl.arange(0, BLOCK_K)
-            offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_dy_outer, stride_dy_col, stride_dy_inner)
-            dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(MATH_DTYPE)
-            dot += tl.sum(tl.where(mask, dy * y, 0.0), axis=1)
-        for col0 in range(0, n_cols, BLOCK_K):
-            y = _soft_sample_chunk(
-                saved_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
-                stride_saved_outer, stride_saved_col, stride_saved_inner, row_max, row_sum, invalid,
-                RECOMPUTE, MATH_DTYPE, BLOCK_R, BLOCK_K,
-            )
-            cols = col0 + tl.arange(0, BLOCK_K)
-            offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_dy_outer, stride_dy_col, stride_dy_inner)
-            dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(MATH_DTYPE)
-            dx = y * (dy - dot[:, None]) / tau
-            offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_dx_outer, inner, 1)
-            tl.store(dx_ptr + offsets, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        for write_pass in tl.static_range(2):
+            for col0 in range(0, n_cols, BLOCK_K):
+                y = _soft_sample_chunk(
+                    saved_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
+                    stride_saved_outer, stride_saved_col, stride_saved_inner, row_max, row_sum, invalid,
+                    RECOMPUTE, MATH_DTYPE, BLOCK_R, BLOCK_K,
+                )
+                dy = _load_tile(
+                    dy_ptr, rows, col0, n_rows, n_cols, inner, stride_dy_outer, stride_dy_col,
+                    stride_dy_inner, 0.0, MATH_DTYPE, BLOCK_K,
+                )
+                if write_pass == 0:
+                    dot += tl.sum(dy * y, axis=1)
+                else:
+                    _store_tile(dx_ptr, y * (dy - dot[:, None]) / tau, rows, col0, n_rows, n_cols, inner, BLOCK_K)
 
 
 # ----------------------------------------------------------------------------------------------

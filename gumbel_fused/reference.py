@@ -114,7 +114,9 @@ def one_hot_argmax(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(y).any(dim=1, keepdim=True), float("nan"), hard)
 
 
-def gumbel_softmax_fwd_ref(logits: torch.Tensor, seed: torch.Tensor, tau: torch.Tensor | float, hard: bool) -> torch.Tensor:
+def gumbel_softmax_fwd_ref(
+    logits: torch.Tensor, seed: torch.Tensor, tau: torch.Tensor | float, hard: bool
+) -> torch.Tensor:
     """Forward of the op on ``(outer, K, inner)`` logits; returns a contiguous tensor of the same dtype."""
     z = perturbed_logits_ref(logits, seed, tau)
     y = torch.softmax(z, dim=1)

@@ -68,7 +68,8 @@ def assert_close_verbose(actual, expected, *, atol: float, rtol: float = 0.0, ms
     bad = err > atol + rtol * expected.abs().nan_to_num(0.0)
     if bad.any():
         idx = bad.nonzero()[:5]
-        rows = [f"  at {tuple(i)}: got {actual[tuple(i)].item():.8g}, want {expected[tuple(i)].item():.8g}" for i in idx.tolist()]
+        rows = [f"  at {i}: got {actual[i].item():.8g}, want {expected[i].item():.8g}"
+            for i in map(tuple, idx.tolist())]
         raise AssertionError(
             f"{msg}: {int(bad.sum())} of {bad.numel()} elements differ (max abs err {err.max().item():.3g}, "
             f"atol {atol:g}, rtol {rtol:g})\n" + "\n".join(rows)
