@@ -327,36 +327,34 @@ def _math_dtype(dtype: torch.dtype) -> tl.dtype:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def gumbel_softmax_fwd(logits, seed, tau, hard: bool, *, wrap=_no_wrap):
-    """Launch the forward kernel on ``(outer, K, inner)`` logits; returns a contiguous sample."""
-    outer, n_cols, inner = logits.shape
-    n_rows = outer * inner
-    out = logits.new_empty(logits.shape)
+def _launch(kernel, inputs: tuple, seed, tau, wrap, **constexprs):
+    """Launch ``kernel(*inputs, out, seed, tau, n_rows, n_cols, inner, *strides of inputs)``.
+
+    The last input (the logits, or the backward's saved tensor) fixes the result's shape and dtype.
+    """
+    like = inputs[-1]
+    outer, n_cols, inner = like.shape
+    out = like.new_empty(like.shape)
     if out.numel() == 0:
         return out
+    n_rows = outer * inner
     config = launch_config(n_rows, n_cols, inner)
-    grid = (triton.cdiv(n_rows, config["BLOCK_R"]),)
-    wrap(_gumbel_softmax_fwd_kernel)[grid](
-        logits, out, seed, tau, n_rows, n_cols, inner, *logits.stride(),
-        HARD=hard, MATH_DTYPE=_math_dtype(logits.dtype), **config,
+    strides = [stride for tensor in inputs for stride in tensor.stride()]
+    wrap(kernel)[(triton.cdiv(n_rows, config["BLOCK_R"]),)](
+        *inputs, out, seed, tau, n_rows, n_cols, inner, *strides,
+        MATH_DTYPE=_math_dtype(like.dtype), **config, **constexprs,
     )
     return out
 
 
+def gumbel_softmax_fwd(logits, seed, tau, hard: bool, *, wrap=_no_wrap):
+    """Launch the forward kernel on ``(outer, K, inner)`` logits; returns a contiguous sample."""
+    return _launch(_gumbel_softmax_fwd_kernel, (logits,), seed, tau, wrap, HARD=hard)
+
+
 def gumbel_softmax_bwd(grad, saved, seed, tau, recompute: bool, *, wrap=_no_wrap):
     """Launch the backward kernel; ``saved`` is the logits if ``recompute`` else the soft sample."""
-    outer, n_cols, inner = saved.shape
-    n_rows = outer * inner
-    dx = saved.new_empty(saved.shape)
-    if dx.numel() == 0:
-        return dx
-    config = launch_config(n_rows, n_cols, inner)
-    grid = (triton.cdiv(n_rows, config["BLOCK_R"]),)
-    wrap(_gumbel_softmax_bwd_kernel)[grid](
-        grad, saved, dx, seed, tau, n_rows, n_cols, inner, *grad.stride(), *saved.stride(),
-        RECOMPUTE=recompute, MATH_DTYPE=_math_dtype(saved.dtype), **config,
-    )
-    return dx
+    return _launch(_gumbel_softmax_bwd_kernel, (grad, saved), seed, tau, wrap, RECOMPUTE=recompute)
 
 
 @triton.jit
