@@ -20,15 +20,15 @@ import triton
 import triton.language as tl
 from triton.language.random import randint4x, uint_to_uniform_float
 
-# Largest row handled in registers by one program, and the chunk used beyond it. A tile of 16K
-# fp32 values is 32 values a thread at 16 warps: no spills, by the same budget as Liger's softmax.
+# Largest row handled in registers by one program, and the chunk used beyond it. A 16K tile is 32
+# values a thread at 16 warps; ptxas fits it in 128 registers for sm_90 without spilling.
 MAX_SINGLE_BLOCK = 16384
 MULTI_BLOCK_K = 4096
 # Rows are grouped until a tile holds this many elements, so small-K shapes such as (200000, 10)
 # still give each program enough work to hide memory latency.
 TILE_ELEMENTS = 4096
 # The smallest nonzero contract uniform (2**-31 after rounding): u = 0 maps here, so g stays finite.
-MIN_UNIFORM = 4.6566127342e-10
+MIN_UNIFORM = tl.constexpr(4.6566127342e-10)
 
 
 @triton.jit
@@ -307,19 +307,28 @@ def _no_wrap(kernel):
     return kernel
 
 
-def launch_config(n_rows: int, n_cols: int, inner: int) -> dict:
+def launch_config(n_rows: int, n_cols: int, inner: int, fp64: bool = False) -> dict:
     """Block sizes for a problem: whole rows in registers when they fit, else chunks of K.
 
-    With ``inner > 1`` consecutive rows are adjacent in memory, so the tile is made tall (32 rows,
-    128 bytes of fp32) for coalesced loads, and K is chunked to keep the tile small.
+    With ``inner > 1`` consecutive rows are adjacent in memory, so the tile is made tall (at least
+    32 rows, 128 bytes of fp32) for coalesced loads, and K is chunked to keep the tile small. fp64 math
+    takes two registers a value, so its tiles are half as large.
     """
+    shrink = 2 if fp64 else 1
+    tile_elements = TILE_ELEMENTS // shrink
     full_k = max(4, triton.next_power_of_2(n_cols))
     if inner == 1:
-        block_k = full_k if full_k <= MAX_SINGLE_BLOCK else MULTI_BLOCK_K
+        block_k = full_k if full_k <= MAX_SINGLE_BLOCK // shrink else MULTI_BLOCK_K // shrink
+        block_r = tile_elements // block_k
     else:
-        block_k = min(full_k, TILE_ELEMENTS // 32)
-    block_r = max(1, min(TILE_ELEMENTS // block_k, triton.next_power_of_2(n_rows)))
-    num_warps = min(16, max(4, block_r * block_k // 1024))
+        # At most 64 categories wide: 32 x 64 when K is long (the backward's recomputing pass
+        # spills at 32 x 128), as many rows as fit otherwise.
+        block_k = min(full_k, 64)
+        block_r = 32 if block_k == 64 else tile_elements // block_k
+    block_r = max(1, min(block_r, triton.next_power_of_2(n_rows)))
+    # About 8 values a thread: the Philox words and int64 counters make each element costly in
+    # registers, and at 32 a thread ptxas spills (sm_90, see tests/test_triton_compile.py).
+    num_warps = min(16, max(4, block_r * block_k * shrink // 256))
     return dict(BLOCK_R=block_r, BLOCK_K=block_k, SINGLE_PASS=block_k >= n_cols, num_warps=num_warps)
 
 
@@ -338,7 +347,7 @@ def _launch(kernel, inputs: tuple, seed, tau, wrap, **constexprs):
     if out.numel() == 0:
         return out
     n_rows = outer * inner
-    config = launch_config(n_rows, n_cols, inner)
+    config = launch_config(n_rows, n_cols, inner, fp64=like.dtype == torch.float64)
     strides = [stride for tensor in inputs for stride in tensor.stride()]
     wrap(kernel)[(triton.cdiv(n_rows, config["BLOCK_R"]),)](
         *inputs, out, seed, tau, n_rows, n_cols, inner, *strides,
