@@ -1,0 +1,58 @@
+"""End to end on a GPU (skipped without one): the public function, compile and opcheck on CUDA,
+and the promise that a seed gives the same samples on CPU and GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gumbel_fused import gumbel_softmax
+
+from .helpers import as_tensors
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape, dim", [((64, 1000), -1), ((4, 300, 7, 5), 1), ((8, 70000), -1)])
+def test_cpu_generator_gives_the_same_samples_on_cpu_and_gpu(shape, dim, dtype):
+    x = torch.randn(shape).to(dtype)
+    for hard in (False, True):
+        on_cpu = gumbel_softmax(x, 0.5, hard, dim=dim, generator=torch.Generator().manual_seed(7))
+        on_gpu = gumbel_softmax(x.cuda(), 0.5, hard, dim=dim, generator=torch.Generator().manual_seed(7))
+        if hard:
+            agree = (on_cpu.argmax(dim) == on_gpu.cpu().argmax(dim)).float().mean().item()
+            assert agree > 0.999  # all but near-ties
+        else:
+            tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
+            torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=tol, rtol=tol)
+
+
+def test_compile_fullgraph_on_cuda():
+    x = torch.randn(32, 3, 100, device="cuda", requires_grad=True)
+    compiled = torch.compile(gumbel_softmax, fullgraph=True)
+    torch.manual_seed(1)
+    want = gumbel_softmax(x, 0.5, True, dim=-1)
+    torch.manual_seed(1)
+    got = compiled(x, 0.5, True, dim=-1)
+    torch.testing.assert_close(got, want)
+    got.sum().backward()
+
+
+def test_opcheck_on_cuda():
+    seed, tau = as_tensors(3, 0.7, "cuda")
+    ops = torch.ops.gumbel_fused
+    for hard in (False, True):
+        x = torch.randn(16, 33, 2, device="cuda", requires_grad=True)
+        torch.library.opcheck(ops.gumbel_softmax_fwd.default, (x, seed, tau, hard))
+    grad, saved = torch.randn(4, 9, 1, device="cuda"), torch.randn(4, 9, 1, device="cuda")
+    torch.library.opcheck(ops.gumbel_softmax_bwd.default, (grad, saved, seed, tau, True))
+
+
+def test_default_generator_stays_on_device():
+    # No host sync: the seed is drawn on the GPU from the CUDA generator.
+    x = torch.randn(8, 10, device="cuda")
+    torch.cuda.manual_seed(0)
+    a = gumbel_softmax(x)
+    torch.cuda.manual_seed(0)
+    assert torch.equal(gumbel_softmax(x), a)
