@@ -1,0 +1,129 @@
+"""The training CLI: a short run learns, resuming is bit-exact, errors are one clear line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gumbel_fused import train
+from gumbel_fused._checkpoint import load_checkpoint
+
+# A few hundred mnist-5k digits and a cheap evaluation: each epoch takes a fraction of a second.
+QUICK = ["--dataset", "mnist-5k", "--limit-train", "400", "--limit-test", "100", "--iw-samples", "5",
+         "--iw-subset", "100", "--anneal-every", "2", "--anneal-rate", "0.05", "--seed", "3"]
+
+
+def run_main(out, *extra: str) -> int:
+    return train.main([*QUICK, "--out", str(out), *extra])
+
+
+def test_short_run_learns_and_writes_its_outputs(tmp_path, capsys):
+    assert run_main(tmp_path, "--epochs", "3") == 0
+    rows = json.loads((tmp_path / "metrics.json").read_text())
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    losses = [row["train_loss"] for row in rows]
+    assert losses[0] > losses[1] > losses[2]
+    assert rows[-1]["test_elbo"] > rows[0]["test_elbo"]
+    assert all(row["test_nll_iw"] <= -row["test_elbo"] + 1 for row in rows)  # IW: the tighter bound
+    assert rows[-1]["tau"] < rows[0]["tau"] <= 1.0  # annealed
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("train_loss", "test_elbo", "test_nll_iw", "tau", "samples_per_s", "wall_seconds"):
+        assert column in header
+    for epoch in (1, 2, 3):
+        assert (tmp_path / f"recon_epoch{epoch}.png").exists() and (tmp_path / f"samples_epoch{epoch}.png").exists()
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 3
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files behind
+    assert capsys.readouterr().out.count("test ELBO") == 3  # one summary line per epoch
+
+
+def assert_same_training_state(a, b):
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    for key, state in a["optimizer"]["state"].items():
+        for name, tensor in state.items():
+            assert torch.equal(tensor, b["optimizer"]["state"][key][name]), (key, name)
+    assert a["step"] == b["step"] and a["epoch"] == b["epoch"]
+    assert [r["train_loss"] for r in a["metrics"]] == [r["train_loss"] for r in b["metrics"]]
+    assert [r["test_elbo"] for r in a["metrics"]] == [r["test_elbo"] for r in b["metrics"]]
+
+
+@pytest.mark.parametrize("impl", ["fused", "eager"])
+def test_resume_is_bit_exact(tmp_path, impl):
+    assert run_main(tmp_path / "straight", "--epochs", "3", "--impl", impl) == 0
+    assert run_main(tmp_path / "resumed", "--epochs", "2", "--impl", impl) == 0
+    assert run_main(tmp_path / "resumed", "--epochs", "3", "--impl", impl, "--resume") == 0
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    assert_same_training_state(straight, resumed)
+    assert len(json.loads((tmp_path / "resumed" / "metrics.json").read_text())) == 3
+
+
+def test_resume_after_a_crash_mid_epoch(tmp_path, monkeypatch):
+    """A run killed during epoch 3 resumes from the epoch-2 checkpoint and ends as if never stopped."""
+    assert run_main(tmp_path / "straight", "--epochs", "3") == 0
+    real_binarize, calls = train.datasets.binarize, []
+
+    def crash_in_epoch_3(images, generator):
+        calls.append(1)
+        if len(calls) == 1 + 2 * 4 + 2:  # the test set once, then 4 batches per epoch: 2nd batch of epoch 3
+            raise KeyboardInterrupt
+        return real_binarize(images, generator)
+
+    monkeypatch.setattr(train.datasets, "binarize", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_main(tmp_path / "crashed", "--epochs", "3")
+    monkeypatch.setattr(train.datasets, "binarize", real_binarize)
+    assert load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")["epoch"] == 2
+    assert run_main(tmp_path / "crashed", "--epochs", "3", "--resume") == 0
+    assert_same_training_state(load_checkpoint(tmp_path / "straight" / "checkpoint.pt"),
+                               load_checkpoint(tmp_path / "crashed" / "checkpoint.pt"))
+
+
+def test_resume_refuses_other_settings(tmp_path, capsys):
+    assert run_main(tmp_path, "--epochs", "1") == 0
+    assert run_main(tmp_path, "--epochs", "2", "--resume", "--lr", "0.01") == 2
+    assert "--lr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--epochs", "-1"], ["--epochs", "0"], ["--tau0", "0"], ["--tau0", "nan"], ["--batch-size", "x"],
+    ["--lr", "-1e-3"], ["--tau0", "0.4", "--tau-min", "0.5"], ["--impl", "cuda"], ["--dataset", "cifar"],
+])
+def test_bad_arguments_are_argparse_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    assert exit_info.value.code == 2
+    assert "usage: gumbel-vae" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_one_line_without_traceback(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = subprocess.run(
+        [sys.executable, "-m", "gumbel_fused.train", "--dataset", "fashion-mnist", "--data-dir", str(missing),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(missing) in lines[0] and "--dataset mnist-5k" in lines[0]
+
+
+def test_default_dataset_falls_back_to_mnist_5k(tmp_path, capsys):
+    assert train.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), "--epochs", "1",
+                       "--limit-train", "100", "--limit-test", "50", "--iw-samples", "2", "--iw-subset", "10"]) == 0
+    err = capsys.readouterr().err
+    assert "mnist-5k" in err and len(err.strip().splitlines()) == 1
+    assert load_checkpoint(tmp_path / "out" / "checkpoint.pt")["args"]["dataset"] == "mnist-5k"
+
+
+def test_help_lists_every_option():
+    text = train.build_parser().format_help()
+    for option in ("--epochs", "--batch-size", "--lr", "--tau0", "--tau-min", "--anneal-rate", "--anneal-every",
+                   "--hard", "--impl", "--device", "--seed", "--dataset", "--data-dir", "--out", "--resume",
+                   "--limit-train", "--limit-test"):
+        assert option in text
