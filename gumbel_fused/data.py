@@ -43,8 +43,9 @@ class Split:
 
     def limit(self, train: int | None, test: int | None) -> Split:
         """The first ``train`` / ``test`` examples of each part (``None`` keeps all)."""
-        return Split(self.train_images[:train], self.train_labels[:train],
-                     self.test_images[:test], self.test_labels[:test])
+        return Split(
+            self.train_images[:train], self.train_labels[:train], self.test_images[:test], self.test_labels[:test]
+        )
 
 
 def binarize(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -118,8 +119,9 @@ def load_idx_dir(data_dir: Path, title: str) -> Split:
                 )
             parts.append(read_idx(path, magic))
     train_images, train_labels, test_images, test_labels = parts
-    return Split(train_images.reshape(-1, PIXELS), train_labels.long(), test_images.reshape(-1, PIXELS),
-                 test_labels.long())
+    return Split(
+        train_images.reshape(-1, PIXELS), train_labels.long(), test_images.reshape(-1, PIXELS), test_labels.long()
+    )
 
 
 def read_idx(path: Path, magic: int) -> torch.Tensor:
@@ -131,6 +133,6 @@ def read_idx(path: Path, magic: int) -> torch.Tensor:
     if found != magic:
         raise DatasetNotFound(f"{path} is not an IDX file of the expected kind (magic {found}, expected {magic})")
     ndim = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     return torch.from_numpy(data.reshape(shape).copy())

@@ -31,8 +31,21 @@ PROG = "gumbel-vae"
 # epochs and runs and evaluating never shifts the training streams.
 EVAL_SEED = 1234
 # A resumed run must agree with the checkpoint on everything that shapes the weights it reaches.
-MUST_MATCH = ("dataset", "seed", "batch_size", "lr", "tau0", "tau_min", "anneal_rate", "anneal_every", "hard",
-              "latents", "categories", "hidden", "limit_train")
+MUST_MATCH = (
+    "dataset",
+    "seed",
+    "batch_size",
+    "lr",
+    "tau0",
+    "tau_min",
+    "anneal_rate",
+    "anneal_every",
+    "hard",
+    "latents",
+    "categories",
+    "hidden",
+    "limit_train",
+)
 
 
 class UsageError(Exception):
@@ -80,27 +93,44 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--anneal-rate", type=nonnegative_float, default=1e-4, help="r in tau0 * exp(-r * step)")
     train.add_argument("--anneal-every", type=positive_int, default=500, help="update the temperature every N steps")
     train.add_argument("--hard", action="store_true", help="straight-through one-hot samples in training")
-    train.add_argument("--impl", choices=IMPLEMENTATIONS, default="fused",
-                       help="Gumbel-softmax: this library's fused op, torch's eager one, or torch.compile of it")
+    train.add_argument(
+        "--impl",
+        choices=IMPLEMENTATIONS,
+        default="fused",
+        help="Gumbel-softmax: this library's fused op, torch's eager one, or torch.compile of it",
+    )
     train.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     train.add_argument("--seed", type=int, default=0, help="seed of the weights, noise and data order")
     model = parser.add_argument_group("model")
     model.add_argument("--latents", type=positive_int, default=20, help="number of categorical latents")
     model.add_argument("--categories", type=positive_int, default=10, help="categories per latent")
-    model.add_argument("--hidden", type=positive_int, nargs="+", default=[512, 256],
-                       help="encoder hidden sizes (the decoder mirrors them)")
+    model.add_argument(
+        "--hidden",
+        type=positive_int,
+        nargs="+",
+        default=[512, 256],
+        help="encoder hidden sizes (the decoder mirrors them)",
+    )
     data = parser.add_argument_group("data and outputs")
-    data.add_argument("--dataset", choices=datasets.DATASETS, default=None,
-                      help="default: mnist if its files are under --data-dir, else the packaged mnist-5k")
-    data.add_argument("--data-dir", default=None,
-                      help=f"dataset folder (default: {datasets.DEFAULT_DATA_DIRS['mnist']} for mnist, "
-                           f"{datasets.DEFAULT_DATA_DIRS['fashion-mnist']} for fashion-mnist)")
+    data.add_argument(
+        "--dataset",
+        choices=datasets.DATASETS,
+        default=None,
+        help="default: mnist if its files are under --data-dir, else the packaged mnist-5k",
+    )
+    data.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"dataset folder (default: {datasets.DEFAULT_DATA_DIRS['mnist']} for mnist, "
+        f"{datasets.DEFAULT_DATA_DIRS['fashion-mnist']} for fashion-mnist)",
+    )
     data.add_argument("--out", type=Path, default=Path("runs/vae"), help="output folder")
     data.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     evaluation = parser.add_argument_group("evaluation and quick runs")
     evaluation.add_argument("--iw-samples", type=positive_int, default=100, help="k of the -log p(x) estimate")
-    evaluation.add_argument("--iw-subset", type=positive_int, default=500,
-                            help="test images used for the -log p(x) estimate")
+    evaluation.add_argument(
+        "--iw-subset", type=positive_int, default=500, help="test images used for the -log p(x) estimate"
+    )
     evaluation.add_argument("--limit-train", type=positive_int, default=None, help="use the first N training images")
     evaluation.add_argument("--limit-test", type=positive_int, default=None, help="use the first N test images")
     return parser
@@ -146,8 +176,11 @@ def _choose_dataset(args: argparse.Namespace, process: Process) -> None:
         return
     args.dataset = "mnist-5k"
     if process.is_main:
-        print(f"{PROG}: MNIST not found under {mnist_dir / 'MNIST' / 'raw'}; training on the packaged mnist-5k "
-              f"(pass --dataset mnist to download MNIST)", file=sys.stderr)
+        print(
+            f"{PROG}: MNIST not found under {mnist_dir / 'MNIST' / 'raw'}; training on the packaged mnist-5k "
+            f"(pass --dataset mnist to download MNIST)",
+            file=sys.stderr,
+        )
 
 
 def _restore(args, checkpoint, process, model, optimizer, data_generator) -> dict:
@@ -155,8 +188,10 @@ def _restore(args, checkpoint, process, model, optimizer, data_generator) -> dic
     saved = checkpoint["args"]
     for key in MUST_MATCH:
         if saved.get(key) != getattr(args, key):
-            raise UsageError(f"--resume: {args.out / 'checkpoint.pt'} was written with --{key.replace('_', '-')} "
-                             f"{saved.get(key)}, not {getattr(args, key)}; use another --out to start afresh")
+            raise UsageError(
+                f"--resume: {args.out / 'checkpoint.pt'} was written with --{key.replace('_', '-')} "
+                f"{saved.get(key)}, not {getattr(args, key)}; use another --out to start afresh"
+            )
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     if len(checkpoint["rng"]) == process.world:
@@ -164,8 +199,11 @@ def _restore(args, checkpoint, process, model, optimizer, data_generator) -> dic
     else:
         # Another process count splits the data differently anyway: continue, but not bit for bit.
         if process.is_main:
-            print(f"{PROG}: checkpoint written by {len(checkpoint['rng'])} process(es), resuming with "
-                  f"{process.world}: random streams are reseeded", file=sys.stderr)
+            print(
+                f"{PROG}: checkpoint written by {len(checkpoint['rng'])} process(es), resuming with "
+                f"{process.world}: random streams are reseeded",
+                file=sys.stderr,
+            )
         torch.manual_seed(args.seed + 1000 * checkpoint["epoch"] + process.rank)
         data_generator.manual_seed(args.seed + 1000 * checkpoint["epoch"] + process.rank + 1)
     return checkpoint
@@ -192,8 +230,12 @@ def _evaluate(model: CategoricalVAE, test_x: torch.Tensor, args, out: Path | Non
         samples = model.sample(64, generator)
         save_image(samples.view(-1, 1, 28, 28).cpu(), out / f"samples_epoch{epoch}.png", nrow=8)
     model.train()
-    return {"test_elbo": elbo, "test_log_likelihood": log_likelihood, "test_kl": kl,
-            "test_nll_iw": -log_px.mean().item()}
+    return {
+        "test_elbo": elbo,
+        "test_log_likelihood": log_likelihood,
+        "test_kl": kl,
+        "test_nll_iw": -log_px.mean().item(),
+    }
 
 
 def run(args: argparse.Namespace, process: Process) -> None:
@@ -206,8 +248,9 @@ def run(args: argparse.Namespace, process: Process) -> None:
     checkpoint_path = out / "checkpoint.pt"
 
     torch.manual_seed(args.seed)  # identical initial weights on every rank
-    model = CategoricalVAE(args.latents, args.categories, args.hidden,
-                           gumbel_softmax=resolve_gumbel_softmax(args.impl)).to(device)
+    model = CategoricalVAE(
+        args.latents, args.categories, args.hidden, gumbel_softmax=resolve_gumbel_softmax(args.impl)
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     # Each rank draws its own Gumbel noise and binarization; the data order comes from data_generator
     # on one process and from the DistributedSampler (seeded by --seed and the epoch) on several.
@@ -225,8 +268,11 @@ def run(args: argparse.Namespace, process: Process) -> None:
         out.mkdir(parents=True, exist_ok=True)
 
     net = DistributedDataParallel(model) if process.world > 1 else model
-    sampler = (DistributedSampler(range(len(split.train_images)), process.world, process.rank, seed=args.seed)
-               if process.world > 1 else None)
+    sampler = (
+        DistributedSampler(range(len(split.train_images)), process.world, process.rank, seed=args.seed)
+        if process.world > 1
+        else None
+    )
     # The test set is binarized once, with a fixed generator: every epoch is scored on the same bits.
     test_x = datasets.binarize(split.test_images, torch.Generator().manual_seed(EVAL_SEED)).to(device)
     local_batch = args.batch_size // process.world
@@ -241,8 +287,13 @@ def run(args: argparse.Namespace, process: Process) -> None:
             order = torch.randperm(len(split.train_images), generator=data_generator)
         batches = order.split(local_batch)
         loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of per-image losses, images)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, unit="batch",
-                   disable=not process.is_main or not sys.stderr.isatty())
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch + 1}/{args.epochs}",
+            leave=False,
+            unit="batch",
+            disable=not process.is_main or not sys.stderr.isatty(),
+        )
         for index in bar:
             tau = temperature(step, args.tau0, args.tau_min, args.anneal_rate, args.anneal_every)
             x = datasets.binarize(split.train_images[index], data_generator).to(device)
@@ -262,23 +313,42 @@ def run(args: argparse.Namespace, process: Process) -> None:
             rngs = [None] * process.world
             dist.all_gather_object(rngs, rng_state(device, data_generator))
         if process.is_main:
-            row = {"epoch": epoch, "step": step,
-                   "tau": temperature(step - 1, args.tau0, args.tau_min, args.anneal_rate, args.anneal_every),
-                   "train_loss": (loss_sum[0] / loss_sum[1]).item()}
+            row = {
+                "epoch": epoch,
+                "step": step,
+                "tau": temperature(step - 1, args.tau0, args.tau_min, args.anneal_rate, args.anneal_every),
+                "train_loss": (loss_sum[0] / loss_sum[1]).item(),
+            }
             row.update(_evaluate(model, test_x, args, out, epoch))
             epoch_seconds = time.perf_counter() - epoch_start
-            row.update(samples_per_s=loss_sum[1].item() / train_seconds, epoch_seconds=epoch_seconds,
-                       wall_seconds=wall_before + time.perf_counter() - started)
+            row.update(
+                samples_per_s=loss_sum[1].item() / train_seconds,
+                epoch_seconds=epoch_seconds,
+                wall_seconds=wall_before + time.perf_counter() - started,
+            )
             metrics.append(row)
             write_metrics(out, metrics)
-            save_checkpoint(out / "checkpoint.pt", {
-                "version": 1, "args": vars(args), "epoch": epoch, "step": step, "tau": row["tau"],
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rngs,
-                "metrics": metrics, "wall_seconds": row["wall_seconds"],
-            })
-            print(f"epoch {epoch}/{args.epochs}  step {step}  tau {row['tau']:.3f}  train loss {row['train_loss']:.2f}"
-                  f"  test ELBO {row['test_elbo']:.2f}  test -log p(x) {row['test_nll_iw']:.2f} (k={args.iw_samples})"
-                  f"  {row['samples_per_s']:.0f} samples/s  {epoch_seconds:.1f} s", flush=True)
+            save_checkpoint(
+                out / "checkpoint.pt",
+                {
+                    "version": 1,
+                    "args": vars(args),
+                    "epoch": epoch,
+                    "step": step,
+                    "tau": row["tau"],
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": rngs,
+                    "metrics": metrics,
+                    "wall_seconds": row["wall_seconds"],
+                },
+            )
+            print(
+                f"epoch {epoch}/{args.epochs}  step {step}  tau {row['tau']:.3f}  train loss {row['train_loss']:.2f}"
+                f"  test ELBO {row['test_elbo']:.2f}  test -log p(x) {row['test_nll_iw']:.2f} (k={args.iw_samples})"
+                f"  {row['samples_per_s']:.0f} samples/s  {epoch_seconds:.1f} s",
+                flush=True,
+            )
         if process.world > 1:
             dist.barrier()  # the other ranks wait while rank 0 evaluates and writes
 

@@ -13,8 +13,24 @@ from gumbel_fused import train
 from gumbel_fused._checkpoint import load_checkpoint
 
 # A few hundred mnist-5k digits and a cheap evaluation: each epoch takes a fraction of a second.
-QUICK = ["--dataset", "mnist-5k", "--limit-train", "400", "--limit-test", "100", "--iw-samples", "5",
-         "--iw-subset", "100", "--anneal-every", "2", "--anneal-rate", "0.05", "--seed", "3"]
+QUICK = [
+    "--dataset",
+    "mnist-5k",
+    "--limit-train",
+    "400",
+    "--limit-test",
+    "100",
+    "--iw-samples",
+    "5",
+    "--iw-subset",
+    "100",
+    "--anneal-every",
+    "2",
+    "--anneal-rate",
+    "0.05",
+    "--seed",
+    "3",
+]
 
 
 def run_main(out, *extra: str) -> int:
@@ -79,8 +95,10 @@ def test_resume_after_a_crash_mid_epoch(tmp_path, monkeypatch):
     monkeypatch.setattr(train.datasets, "binarize", real_binarize)
     assert load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")["epoch"] == 2
     assert run_main(tmp_path / "crashed", "--epochs", "3", "--resume") == 0
-    assert_same_training_state(load_checkpoint(tmp_path / "straight" / "checkpoint.pt"),
-                               load_checkpoint(tmp_path / "crashed" / "checkpoint.pt"))
+    assert_same_training_state(
+        load_checkpoint(tmp_path / "straight" / "checkpoint.pt"),
+        load_checkpoint(tmp_path / "crashed" / "checkpoint.pt"),
+    )
 
 
 def test_resume_refuses_other_settings(tmp_path, capsys):
@@ -89,10 +107,20 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     assert "--lr" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [
-    ["--epochs", "-1"], ["--epochs", "0"], ["--tau0", "0"], ["--tau0", "nan"], ["--batch-size", "x"],
-    ["--lr", "-1e-3"], ["--tau0", "0.4", "--tau-min", "0.5"], ["--impl", "cuda"], ["--dataset", "cifar"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--epochs", "-1"],
+        ["--epochs", "0"],
+        ["--tau0", "0"],
+        ["--tau0", "nan"],
+        ["--batch-size", "x"],
+        ["--lr", "-1e-3"],
+        ["--tau0", "0.4", "--tau-min", "0.5"],
+        ["--impl", "cuda"],
+        ["--dataset", "cifar"],
+    ],
+)
 def test_bad_arguments_are_argparse_errors(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(argv)
@@ -103,9 +131,20 @@ def test_bad_arguments_are_argparse_errors(argv, capsys):
 def test_missing_dataset_is_one_line_without_traceback(tmp_path):
     missing = tmp_path / "nowhere"
     result = subprocess.run(
-        [sys.executable, "-m", "gumbel_fused.train", "--dataset", "fashion-mnist", "--data-dir", str(missing),
-         "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "gumbel_fused.train",
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            str(missing),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -114,8 +153,27 @@ def test_missing_dataset_is_one_line_without_traceback(tmp_path):
 
 
 def test_default_dataset_falls_back_to_mnist_5k(tmp_path, capsys):
-    assert train.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), "--epochs", "1",
-                       "--limit-train", "100", "--limit-test", "50", "--iw-samples", "2", "--iw-subset", "10"]) == 0
+    assert (
+        train.main(
+            [
+                "--data-dir",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "out"),
+                "--epochs",
+                "1",
+                "--limit-train",
+                "100",
+                "--limit-test",
+                "50",
+                "--iw-samples",
+                "2",
+                "--iw-subset",
+                "10",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "mnist-5k" in err and len(err.strip().splitlines()) == 1
     assert load_checkpoint(tmp_path / "out" / "checkpoint.pt")["args"]["dataset"] == "mnist-5k"
@@ -123,7 +181,23 @@ def test_default_dataset_falls_back_to_mnist_5k(tmp_path, capsys):
 
 def test_help_lists_every_option():
     text = train.build_parser().format_help()
-    for option in ("--epochs", "--batch-size", "--lr", "--tau0", "--tau-min", "--anneal-rate", "--anneal-every",
-                   "--hard", "--impl", "--device", "--seed", "--dataset", "--data-dir", "--out", "--resume",
-                   "--limit-train", "--limit-test"):
+    for option in (
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--tau0",
+        "--tau-min",
+        "--anneal-rate",
+        "--anneal-every",
+        "--hard",
+        "--impl",
+        "--device",
+        "--seed",
+        "--dataset",
+        "--data-dir",
+        "--out",
+        "--resume",
+        "--limit-train",
+        "--limit-test",
+    ):
         assert option in text

@@ -12,13 +12,37 @@ import torch
 
 from gumbel_fused._checkpoint import load_checkpoint
 
-QUICK = ["--dataset", "mnist-5k", "--limit-train", "400", "--limit-test", "100", "--iw-samples", "5",
-         "--iw-subset", "100", "--seed", "5"]
+QUICK = [
+    "--dataset",
+    "mnist-5k",
+    "--limit-train",
+    "400",
+    "--limit-test",
+    "100",
+    "--iw-samples",
+    "5",
+    "--iw-subset",
+    "100",
+    "--seed",
+    "5",
+]
 
 
 def torchrun(out, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "gumbel_fused.train", *QUICK, "--out", str(out), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "gumbel_fused.train",
+        *QUICK,
+        "--out",
+        str(out),
+        *extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stdout + result.stderr

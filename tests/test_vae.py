@@ -80,7 +80,8 @@ def exact_log_marginal(model: CategoricalVAE, x: torch.Tensor) -> torch.Tensor:
     z = F.one_hot(configs, k).double()
     x_logits = model.decode(z)  # (K**N, x_dim)
     log_lik = -F.binary_cross_entropy_with_logits(
-        x_logits.unsqueeze(1).expand(-1, len(x), -1), x.expand(len(configs), -1, -1), reduction="none").sum(-1)
+        x_logits.unsqueeze(1).expand(-1, len(x), -1), x.expand(len(configs), -1, -1), reduction="none"
+    ).sum(-1)
     return torch.logsumexp(log_lik - n * math.log(k), dim=0)
 
 
