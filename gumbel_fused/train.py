@@ -358,6 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.tau_min > args.tau0:
         build_parser().error(f"--tau-min {args.tau_min} is above --tau0 {args.tau0}")
+    if args.device != "auto":
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            build_parser().error(f"--device {args.device!r} is not a device (try cpu, cuda or cuda:1)")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            build_parser().error("--device cuda, but CUDA is not available here")
     process = _setup_process(args.device)
     try:
         run(args, process)

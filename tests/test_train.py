@@ -119,6 +119,7 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
         ["--tau0", "0.4", "--tau-min", "0.5"],
         ["--impl", "cuda"],
         ["--dataset", "cifar"],
+        ["--device", "tpu0"],
     ],
 )
 def test_bad_arguments_are_argparse_errors(argv, capsys):
