@@ -1,0 +1,73 @@
+"""Smoke test of benchmarks/report.py on a small JSON shaped like pytest-benchmark's output."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPORT = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
+
+
+def _load_report():
+    spec = importlib.util.spec_from_file_location("bench_report", REPORT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bench(suite, impl, device, median, direction="fwd", mode="hard", **extra):
+    info = dict(suite=suite, impl=impl, device=device, shape_name="square", shape=[4, 8], dim=-1, dtype="fp32")
+    info.update(direction=direction, mode=mode, bytes=2 * 32 * 4, **extra)
+    return {"name": impl, "group": "g", "stats": {"median": median}, "extra_info": info}
+
+
+@pytest.fixture
+def bench_json(tmp_path):
+    benchmarks = [
+        _bench("gumbel", "eager", "cuda", 4e-6),
+        _bench("gumbel", "compile", "cuda", 2e-6),
+        _bench("gumbel", "fused-cuda", "cuda", 1e-6),
+        _bench("gumbel", "eager", "cpu", 4e-3, direction="fwd+bwd"),
+        _bench("gumbel", "fused-cpu", "cpu", 2e-3, direction="fwd+bwd"),
+        _bench("memory", "eager", "cpu", 1.0, direction="fwd+bwd", peak_bytes=3 * 2**20, peak_per_input=3.0,
+               saved_bytes=2**20),
+        _bench("memory", "fused-cpu", "cpu", 1.0, direction="fwd+bwd", peak_bytes=2**20, peak_per_input=1.0,
+               saved_bytes=0),
+        _bench("train_step", "softmax-floor", "cpu", 1e-3),
+        _bench("train_step", "fused-cpu", "cpu", 1.5e-3),
+        {"name": "skipped", "group": None, "stats": None, "extra_info": {}},
+    ]  # fmt: skip
+    machine = {"cpu_model": "Test CPU", "gpu_name": "NVIDIA H100 80GB HBM3", "torch_version": "2.x"}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"machine_info": machine, "commit_info": {"id": "abc"}, "benchmarks": benchmarks}))
+    return path
+
+
+def test_markdown_tables(bench_json, tmp_path):
+    report = _load_report()
+    machine, benchmarks = report.load([bench_json])
+    out = tmp_path / "md.md"
+    report.write_markdown(machine, benchmarks, out)
+    text = out.read_text()
+    assert "NVIDIA H100 80GB HBM3" in text and "3.35 TB/s" in text
+    assert "| 4.00x | 2.00x |" in text  # cuda fwd: fused vs eager, vs compile
+    assert "% of peak" in text  # 256 B / 1 us = 0.256 GB/s of 3.35 TB/s
+    assert "3.0 MiB (3.0x)" in text  # memory table
+    assert "(+50%)" in text  # train step above the floor
+
+
+def test_gpu_peak_lookup():
+    report = _load_report()
+    assert report.gpu_peak_bandwidth("NVIDIA H100 PCIe") == 2.0e12
+    assert report.gpu_peak_bandwidth("NVIDIA H100 80GB HBM3") == 3.35e12
+    assert report.gpu_peak_bandwidth("Some GPU") is None
+
+
+def test_main_writes_png(bench_json, tmp_path):
+    pytest.importorskip("matplotlib")
+    _load_report().main([str(bench_json), "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "benchmarks.md").stat().st_size > 0
+    assert (tmp_path / "out" / "benchmarks.png").read_bytes()[:4] == b"\x89PNG"
