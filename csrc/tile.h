@@ -1,0 +1,99 @@
+// Tiles of 16 logical rows: where their elements live, and moving column chunks of them between a
+// strided tensor and a small column-major buffer in the math dtype.
+//
+// Why tiles of rows, and column-major buffers: the kernels draw one Philox counter per row (a SIMD
+// lane) and get four consecutive columns per call, so the natural register holds one column of 16
+// rows. For the dVAE layout (B, K, H*W) with the softmax over K, the 16 rows of a tile are 16
+// consecutive spatial positions, contiguous in memory: a column is one plain vector load, and no
+// transpose copy of the tensor is ever made. For row-major logits (softmax over the last dim), a
+// 16x16 block is transposed in registers instead. Anything else (tiles that wrap around an `outer`
+// boundary, exotic strides) goes through a scalar gather: correct for every stride, just slower.
+#pragma once
+
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+namespace gumbel_fused {
+
+constexpr int kLanes = 16;  // rows per tile: one counter per row, 16 = one AVX512 fp32 register
+constexpr int kChunk = 16;  // columns per chunk: four Philox groups of four words
+
+// The rows r0 .. r0 + count - 1 of a (outer, K, inner) tensor with element strides (s0, s1, s2);
+// logical row r = o * inner + i owns the elements (o, :, i).
+struct TileRows {
+  int64_t offset[kLanes];  // element offset of (row r0 + j, column 0); lanes >= count repeat the last row
+  int64_t lane_stride;     // offset[j] == offset[0] + j * lane_stride, valid when `regular`
+  bool regular;            // the `count` rows are equally spaced
+  int count;               // valid lanes, 1 .. kLanes
+};
+
+inline TileRows tile_rows(int64_t r0, int count, int64_t inner, int64_t s0, int64_t s2) {
+  TileRows t;
+  t.count = count;
+  int64_t o = r0 / inner, i = r0 % inner;
+  for (int j = 0; j < kLanes; ++j) {
+    t.offset[j] = o * s0 + i * s2;
+    if (j + 1 < count && ++i == inner) {
+      i = 0;
+      ++o;
+    }
+  }
+  t.lane_stride = count > 1 ? t.offset[1] - t.offset[0] : 0;
+  t.regular = true;
+  for (int j = 2; j < count; ++j) {
+    t.regular = t.regular && t.offset[j] - t.offset[0] == j * t.lane_stride;
+  }
+  return t;
+}
+
+// buf[c][j] = element (row j, column c0 + c) for c < nc, converted to the math dtype acc_t.
+// Lanes >= rows.count are loaded from the last valid row, so they hold finite data when it does.
+template <typename scalar_t, typename acc_t>
+inline void load_chunk(const scalar_t* data, const TileRows& rows, int64_t col_stride, int64_t c0, int nc,
+                       acc_t (*buf)[kLanes]) {
+  const bool full = rows.count == kLanes && rows.regular;
+  if (full && rows.lane_stride == 1) {  // dVAE layout: a column of the tile is contiguous
+    for (int c = 0; c < nc; ++c) {
+      const scalar_t* p = data + rows.offset[0] + (c0 + c) * col_stride;
+      for (int j = 0; j < kLanes; ++j) buf[c][j] = static_cast<acc_t>(p[j]);
+    }
+    return;
+  }
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
+    if (full && col_stride == 1 && nc == kChunk) {  // row-major: rows contiguous, transpose a block
+      at::vec::transpose_mxn<float, kLanes, kChunk>(data + rows.offset[0] + c0, rows.lane_stride, &buf[0][0], kLanes);
+      return;
+    }
+  }
+  for (int c = 0; c < nc; ++c) {
+    for (int j = 0; j < kLanes; ++j) buf[c][j] = static_cast<acc_t>(data[rows.offset[j] + (c0 + c) * col_stride]);
+  }
+}
+
+// The inverse of load_chunk: element (row j, column c0 + c) = buf[c][j], for the valid rows only.
+template <typename scalar_t, typename acc_t>
+inline void store_chunk(scalar_t* data, const TileRows& rows, int64_t col_stride, int64_t c0, int nc,
+                        const acc_t (*buf)[kLanes]) {
+  const bool full = rows.count == kLanes && rows.regular;
+  if (full && rows.lane_stride == 1) {
+    for (int c = 0; c < nc; ++c) {
+      scalar_t* p = data + rows.offset[0] + (c0 + c) * col_stride;
+      for (int j = 0; j < kLanes; ++j) p[j] = static_cast<scalar_t>(buf[c][j]);
+    }
+    return;
+  }
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
+    if (full && col_stride == 1 && nc == kChunk) {
+      at::vec::transpose_mxn<float, kChunk, kLanes>(&buf[0][0], kLanes, data + rows.offset[0] + c0, rows.lane_stride);
+      return;
+    }
+  }
+  for (int c = 0; c < nc; ++c) {
+    for (int j = 0; j < rows.count; ++j) data[rows.offset[j] + (c0 + c) * col_stride] = static_cast<scalar_t>(buf[c][j]);
+  }
+}
+
+}  // namespace gumbel_fused
