@@ -207,7 +207,7 @@ def train_table(benchmarks: list[dict]) -> list[str]:
     for (device, mode), t in sorted(rows.items()):
         floor = t.get("softmax-floor")
         cells = [
-            fmt_time(t.get(c)) + (f" (+{t[c] / floor - 1:.0%})" if floor and c in t and c != cols[0] else "")
+            fmt_time(t.get(c)) + (f" ({t[c] / floor - 1:+.0%})" if floor and c in t and c != cols[0] else "")
             for c in cols
         ]
         out.append(
@@ -256,52 +256,62 @@ def write_markdown(machine: dict, benchmarks: list[dict], path: Path) -> None:
 
 
 def write_plot(benchmarks: list[dict], path: Path) -> None:
-    """Elements/s against numel, one panel per (direction, dtype), a line per implementation and mode."""
+    """Elements/s against elements per call: a panel per (direction, dtype), a colour per implementation,
+    a marker per shape (filled: hard, hollow: soft). Markers, not lines: several shapes share a size."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    series: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
-    for b in benchmarks:
-        info = b["extra_info"]
-        if info["suite"] == "gumbel":
-            numel = math.prod(info["shape"])
-            series[(info["direction"], info["dtype"], info["impl"], info["device"], info["mode"])].append(
-                (numel, numel / median(b))
-            )
-    panels = sorted({(k[0], k[1]) for k in series}, key=lambda p: (p[0] != "fwd", p[1] != "fp32"))
+    gumbel = [b["extra_info"] | {"median": median(b)} for b in benchmarks if b["extra_info"]["suite"] == "gumbel"]
+    panels = sorted({(i["direction"], i["dtype"]) for i in gumbel}, key=lambda p: (p[0] != "fwd", p[1] != "fp32"))
     if not panels:
         return
+    impls = sorted({(i["device"], i["impl"]) for i in gumbel})
+    colors = {impl: plt.cm.tab10(n) for n, impl in enumerate(impls)}
+    shapes = sorted({i["shape_name"] for i in gumbel}, key=lambda n: shape_key({"shape_name": n}))
+    markers = dict(zip(shapes, "osD^vPX*", strict=False))
     ncols = 2 if len(panels) > 1 else 1
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 4.5 * nrows), squeeze=False)
-    labels = sorted({(k[2], k[3]) for k in series})
-    colors = {label: plt.cm.tab10(i) for i, label in enumerate(labels)}
+    fig, axes = plt.subplots(
+        math.ceil(len(panels) / ncols),
+        ncols,
+        figsize=(6.5 * ncols, 4.5 * math.ceil(len(panels) / ncols)),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, (direction, dtype) in zip(axes.flat, panels, strict=False):
-        for (d, t, impl, device, mode), points in sorted(series.items()):
-            if (d, t) != (direction, dtype):
+        for i in gumbel:
+            if (i["direction"], i["dtype"]) != (direction, dtype):
                 continue
-            xs, ys = zip(*sorted(points), strict=True)
-            name = impl if impl.startswith("fused") else f"{impl} ({device})"
-            ax.plot(
-                xs,
-                ys,
-                marker="o",
-                linestyle="-" if mode == "hard" else "--",
-                color=colors[(impl, device)],
-                label=f"{name}, {mode}",
+            numel, color = math.prod(i["shape"]), colors[(i["device"], i["impl"])]
+            ax.scatter(
+                numel,
+                numel / i["median"],
+                marker=markers[i["shape_name"]],
+                color=color if i["mode"] == "hard" else "none",
+                edgecolors=color,
+                s=36,
             )
-        ax.set(
-            xscale="log", yscale="log", title=f"{direction}, {dtype}", xlabel="elements per call", ylabel="elements / s"
-        )
+        ax.set(xscale="log", yscale="log", title=f"{direction}, {dtype}", xlabel="elements per call")
+        ax.set_ylabel("elements / s")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
-    fig.suptitle("gumbel_softmax throughput (median)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    handles = [
+        Line2D(
+            [], [], color=colors[k], marker="o", ls="", label=k[1] if k[1].startswith("fused") else f"{k[1]} ({k[0]})"
+        )
+        for k in impls
+    ]
+    handles += [Line2D([], [], color="gray", marker=markers[n], ls="", label=n) for n in shapes]
+    handles += [
+        Line2D([], [], color="gray", marker="o", ls="", label="hard"),
+        Line2D([], [], color="gray", marker="o", mfc="none", ls="", label="soft"),
+    ]
+    fig.legend(handles=handles, loc="outside right center", fontsize=8)
+    fig.suptitle("gumbel_softmax throughput (median time)")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
