@@ -2,6 +2,7 @@
 
 from .functional import draw_seed, gumbel_softmax
 from .modules import GumbelSoftmax
+from .vae import CategoricalVAE
 
-__all__ = ["gumbel_softmax", "draw_seed", "GumbelSoftmax"]
+__all__ = ["gumbel_softmax", "draw_seed", "GumbelSoftmax", "CategoricalVAE"]
 __version__ = "0.1.0"
