@@ -30,6 +30,26 @@ def pytest_addoption(parser):
         help="small shapes and few rounds, so the suites run in a couple of minutes (CI); "
         "also enabled by GUMBEL_BENCH_QUICK=1",
     )
+    group.addoption(
+        "--bench-device",
+        action="append",
+        choices=("cpu", "cuda"),
+        help="benchmark only on this device (repeatable); default: CPU, and CUDA when present",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect the benchmarks of devices not asked for with ``--bench-device``."""
+    wanted = config.getoption("--bench-device")
+    if not wanted:
+        return
+    keep, drop = [], []
+    for item in items:
+        device = getattr(item, "callspec", None) and item.callspec.params.get("device")
+        (drop if device and device not in wanted else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
