@@ -51,65 +51,107 @@ struct Problem {
   acc_t tau;
 };
 
-// Per-row state of the pass over z = (x + g) / tau.
+// Per-row state of the pass over z = (x + g) / tau, one vector of lanes at a time.
 template <typename acc_t>
 struct RowArgmax {
-  acc_t best[kLanes];   // running max of z; a NaN never wins the > comparison
-  int32_t arg[kLanes];  // first column holding it (strict >: ties keep the first index, as argmax does)
-  int32_t nan[kLanes];  // the row holds a NaN
+  using Vec = Vectorized<acc_t>;
+  using index_t = at::vec::int_same_size_t<acc_t>;  // same lane count as Vec, so masks carry over
+  using Idx = Vectorized<index_t>;
+  static constexpr int H = kLanes / Vec::size();
+
+  Vec best[H];  // running max of z; NaN-propagating, so a NaN in the row leaves NaN here
+  Idx arg[H];   // first column holding the max (strict >: ties keep the first index, as argmax does)
 
   RowArgmax() {
-    std::fill_n(best, kLanes, -std::numeric_limits<acc_t>::infinity());
-    std::fill_n(arg, kLanes, 0);
-    std::fill_n(nan, kLanes, 0);
-  }
-  void update(const acc_t (*z)[kLanes], int64_t c0, int nc) {
-    for (int c = 0; c < nc; ++c) {
-      const auto col = static_cast<int32_t>(c0 + c);
-      for (int j = 0; j < kLanes; ++j) {  // branch-free so that it vectorizes
-        const bool gt = z[c][j] > best[j];
-        best[j] = gt ? z[c][j] : best[j];
-        arg[j] = gt ? col : arg[j];
-        nan[j] |= static_cast<int32_t>(z[c][j] != z[c][j]);
-      }
+    for (int h = 0; h < H; ++h) {
+      best[h] = Vec(-std::numeric_limits<acc_t>::infinity());
+      arg[h] = Idx(index_t(0));
     }
   }
-  // The reference's softmax is NaN on a whole row when its max is NaN or infinite (+inf - +inf, or all
-  // -inf: -inf - -inf), and the hard sample keeps that NaN rather than a one-hot.
-  bool undefined(int j) const { return nan[j] || !std::isfinite(best[j]); }
+  void update(int h, const Vec& z, int64_t col) {
+    arg[h] = Idx::blendv(arg[h], Idx(static_cast<index_t>(col)), at::vec::cast<index_t>(z > best[h]));
+    best[h] = at::vec::maximum(best[h], z);
+  }
+  // Per lane: the max of z, and the column to set in a one-hot (-1 where the row is undefined). The
+  // reference's softmax is NaN on a whole row when its max is NaN or infinite (+inf - +inf, or all -inf:
+  // -inf - -inf), and its hard sample keeps that NaN rather than a one-hot.
+  void result(acc_t* max, index_t* hot) const {
+    for (int h = 0; h < H; ++h) {
+      best[h].store(max + h * Vec::size());
+      arg[h].store(hot + h * Vec::size());
+    }
+    for (int j = 0; j < kLanes; ++j) hot[j] = std::isfinite(max[j]) ? hot[j] : index_t(-1);
+  }
 };
 
-// z[c][j] = (x + g) / tau for the columns c0 .. c0 + nc - 1 of a tile, in the math dtype. A division
-// rather than a multiply by 1 / tau, as the reference does, so that z ties exactly where its ties are.
-template <typename scalar_t, typename acc_t>
-void perturbed_chunk(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const TileRows& rows,
-                     const uint64_t* row_base, int64_t c0, int nc, acc_t (*z)[kLanes]) {
-  using Vec = Vectorized<acc_t>;
-  load_chunk(x.data, rows, x.s1, c0, nc, z);
-  uint32_t words[4 * kWordStride];
-  draw_chunk_words(pb.key, row_base, c0, nc, words);
-  const Vec tau(pb.tau);
-  for (int c = 0; c < nc; ++c) {
-    acc_t g[kLanes];
-    gumbel_from_words(column_words(words, c), g);
-    for (int h = 0; h < kLanes; h += Vec::size()) {
-      ((Vec::loadu(z[c] + h) + Vec::loadu(g + h)) / tau).store(z[c] + h);
-    }
+// z = (x + g) / tau in the math dtype. A division rather than a multiply by 1 / tau, as the reference
+// does, so that z ties exactly where its ties are; x / 1 == x exactly, so tau = 1 (the default) skips it.
+template <typename acc_t>
+struct Perturb {
+  Vectorized<acc_t> tau;
+  bool unit_tau;
+  explicit Perturb(acc_t t) : tau(t), unit_tau(t == acc_t(1)) {}
+  Vectorized<acc_t> operator()(const Vectorized<acc_t>& x, const Vectorized<acc_t>& g) const {
+    return unit_tau ? x + g : (x + g) / tau;
   }
-}
+};
 
-// Pass 1 over a whole tile: the per-row max and argmax of z. Keeps z in `zbuf` (column-major,
-// K x kLanes) when given, for the softmax; the hard forward only needs the argmax and passes null.
+// Pass 1 of the soft sample over a tile: z into `zbuf` (column-major, K x kLanes), and its row max.
 template <typename scalar_t, typename acc_t>
 RowArgmax<acc_t> perturbed_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const TileRows& rows,
                                 const uint64_t* row_base, acc_t* zbuf) {
+  using Vec = Vectorized<acc_t>;
+  const Perturb<acc_t> perturb(pb.tau);
   RowArgmax<acc_t> am;
-  acc_t local[kChunk][kLanes];
+  uint32_t words[4 * kWordStride];
   for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
     const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
-    auto z = zbuf ? reinterpret_cast<acc_t (*)[kLanes]>(zbuf + c0 * kLanes) : local;
-    perturbed_chunk(pb, x, rows, row_base, c0, nc, z);
-    am.update(z, c0, nc);
+    auto z = reinterpret_cast<acc_t (*)[kLanes]>(zbuf + c0 * kLanes);
+    load_chunk(x.data, rows, x.s1, c0, nc, z);
+    draw_chunk_words(pb.key, row_base, c0, nc, words);
+    for (int c = 0; c < nc; ++c) {
+      for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
+        acc_t* zh = z[c] + h * Vec::size();
+        const Vec g = gumbel_from_exponential(exponential_from_words<acc_t>(column_words(words, c) + h * Vec::size()));
+        const Vec v = perturb(Vec::loadu(zh), g);
+        v.store(zh);
+        am.update(h, v, c0 + c);
+      }
+    }
+  }
+  return am;
+}
+
+// Pass 1 of the hard forward over a tile: the row argmax of z, without z's second log where it cannot
+// win. g <= gumbel_upper_bound(E) (noise.h), so for tau > 0 z <= (x + bound) / tau (adding, dividing by a
+// positive number and rounding are all monotone): a vector of lanes whose bounds are all below their
+// rows' running max cannot change the argmax and skips the log. Once a few columns are in, a new max
+// needs g near the top of its range, so for typical logits most vectors skip: a third less work.
+// The result is the exact argmax of the full computation, ties included (skipped z are strictly below).
+template <typename scalar_t, typename acc_t>
+RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const TileRows& rows,
+                             const uint64_t* row_base) {
+  using Vec = Vectorized<acc_t>;
+  const Perturb<acc_t> perturb(pb.tau);
+  const bool prune = std::is_same_v<acc_t, float> && pb.tau > 0;  // fp64: no bound, every log computed
+  RowArgmax<acc_t> am;
+  uint32_t words[4 * kWordStride];
+  acc_t xb[kChunk][kLanes];
+  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
+    load_chunk(x.data, rows, x.s1, c0, nc, xb);
+    draw_chunk_words(pb.key, row_base, c0, nc, words);
+    for (int c = 0; c < nc; ++c) {
+      for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
+        const Vec e = exponential_from_words<acc_t>(column_words(words, c) + h * Vec::size());
+        const Vec xv = Vec::loadu(xb[c] + h * Vec::size());
+        if constexpr (std::is_same_v<acc_t, float>) {
+          // zero_mask: a bit per lane where (bound < best) is false, i.e. a lane that might win.
+          if (prune && (perturb(xv, gumbel_upper_bound(e)) < am.best[h]).zero_mask() == 0) continue;
+        }
+        am.update(h, perturb(xv, gumbel_from_exponential(e)), c0 + c);
+      }
+    }
   }
   return am;
 }
@@ -122,16 +164,14 @@ void soft_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const
                const uint64_t* row_base, acc_t* ybuf) {
   using Vec = Vectorized<acc_t>;
   constexpr int H = kLanes / Vec::size();
-  const RowArgmax<acc_t> am = perturbed_tile(pb, x, rows, row_base, ybuf);
-  Vec max[H], sum[H];
-  for (int h = 0; h < H; ++h) {
-    max[h] = Vec::loadu(am.best + h * Vec::size());
-    sum[h] = Vec(acc_t(0));
-  }
+  const RowArgmax<acc_t> am = perturbed_tile<scalar_t, acc_t>(pb, x, rows, row_base, ybuf);
+  Vec sum[H];
+  for (int h = 0; h < H; ++h) sum[h] = Vec(acc_t(0));
+  const Vec* max = am.best;
   for (int64_t c = 0; c < pb.n_cols; ++c) {
     for (int h = 0; h < H; ++h) {
       acc_t* p = ybuf + c * kLanes + h * Vec::size();
-      const Vec e = (Vec::loadu(p) - max[h]).exp();
+      const Vec e = (Vec::loadu(p) - max[h]).exp_u20();  // ATen's own fast exp (<= 2 ulp), Sleef's for fp64
       e.store(p);
       sum[h] = sum[h] + e;
     }
@@ -148,20 +188,31 @@ void soft_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const
 template <typename scalar_t, typename acc_t>
 void hard_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
                    const TileRows& rx, const TileRows& ry, const uint64_t* row_base) {
-  const RowArgmax<acc_t> am = perturbed_tile<scalar_t, acc_t>(pb, x, rx, row_base, nullptr);
-  int32_t hot[kLanes];  // the column that gets 1, or -1 for an undefined row, which is all NaN
-  acc_t fill[kLanes];
-  for (int j = 0; j < kLanes; ++j) {
-    const bool undefined = am.undefined(j);
-    hot[j] = undefined ? -1 : am.arg[j];
-    fill[j] = undefined ? std::numeric_limits<acc_t>::quiet_NaN() : acc_t(0);
+  using Vec = Vectorized<acc_t>;
+  using Arg = RowArgmax<acc_t>;
+  const Arg am = argmax_tile<scalar_t, acc_t>(pb, x, rx, row_base);
+  acc_t max[kLanes];
+  typename Arg::index_t hot[kLanes];
+  am.result(max, hot);
+  if (out.s1 == 1) {  // inner == 1: each row is contiguous, so fill it and set its one; no transpose
+    for (int j = 0; j < ry.count; ++j) {
+      scalar_t* row = out.data + ry.offset[j];
+      std::fill_n(row, pb.n_cols, static_cast<scalar_t>(hot[j] < 0 ? NAN : 0.0f));
+      if (hot[j] >= 0) row[hot[j]] = scalar_t(1);
+    }
+    return;
   }
+  const Vec nan(std::numeric_limits<acc_t>::quiet_NaN()), zero(acc_t(0)), one(acc_t(1));
   acc_t y[kChunk][kLanes];
   for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
     const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
     for (int c = 0; c < nc; ++c) {
-      const auto col = static_cast<int32_t>(c0 + c);
-      for (int j = 0; j < kLanes; ++j) y[c][j] = col == hot[j] ? acc_t(1) : fill[j];
+      for (int h = 0; h < kLanes; h += Vec::size()) {
+        const auto hot_h = Arg::Idx::loadu(hot + h);
+        const Vec is_hot = at::vec::cast<acc_t>(hot_h == typename Arg::Idx(c0 + c));
+        const Vec undefined = at::vec::cast<acc_t>(hot_h < typename Arg::Idx(0));
+        Vec::blendv(Vec::blendv(zero, nan, undefined), one, is_hot).store(y[c] + h);
+      }
     }
     store_chunk(out.data, ry, out.s1, c0, nc, y);
   }

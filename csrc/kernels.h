@@ -27,6 +27,10 @@ std::vector<at::Tensor> philox_uniform_cpu(int64_t seed, const at::Tensor& rows,
 // returns [u (fp32, unclamped), g (fp32), g (fp64)].
 std::vector<at::Tensor> gumbel_from_words_cpu(const at::Tensor& words);
 
+// Checks gumbel_upper_bound >= the computed Gumbel value on every fp32 e in [lo, hi]: returns
+// [values checked, violations, max slack of the bound].
+std::vector<double> check_gumbel_bound(double lo, double hi);
+
 // Lanes of at::vec::Vectorized<float> and <double> in this build, and its CPU_CAPABILITY.
 std::vector<int64_t> vec_sizes();
 std::string cpu_capability();

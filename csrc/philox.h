@@ -27,24 +27,24 @@ constexpr float kUniformScale = 4.6566127342e-10f;
 
 namespace detail {
 
-// One SIMD register of 32-bit Philox lanes for the instruction set this translation unit is built
-// for (CPU_CAPABILITY_* is set by the build, as in ATen's own per-ISA kernels); kWordLanes = 1 means
-// no SIMD path and the scalar loop below is used.
+// SIMD primitives for the instruction set this translation unit is built for (CPU_CAPABILITY_* is set
+// by the build, as for ATen's own per-ISA kernels). A register is viewed as 64-bit lanes whose low
+// 32 bits carry one Philox lane: mul_epu32 multiplies exactly those into full 64-bit products, so
+// hi = product >> 32 and lo = product (its high half is ignored by everything downstream) cost one
+// shift per multiply, with no shuffles inside the rounds. Without SIMD (DEFAULT), the scalar loop runs.
 #if defined(CPU_CAPABILITY_AVX512) && defined(__AVX512F__)
 #define GUMBEL_FUSED_PHILOX_SIMD 1
 using WordVec = __m512i;
-constexpr int kWordLanes = 16;
+constexpr int kWordLanes = 16;  // 32-bit lanes a register
 inline WordVec load_words(const uint32_t* p) { return _mm512_loadu_si512(p); }
 inline void store_words(uint32_t* p, WordVec v) { _mm512_storeu_si512(p, v); }
 inline WordVec broadcast_word(uint32_t x) { return _mm512_set1_epi32(static_cast<int>(x)); }
+inline WordVec mul_wide(WordVec a, WordVec b) { return _mm512_mul_epu32(a, b); }
+inline WordVec high_to_low(WordVec a) { return _mm512_srli_epi64(a, 32); }
 inline WordVec xor3(WordVec a, WordVec b, WordVec c) { return _mm512_ternarylogic_epi32(a, b, c, 0x96); }
-// mul_epu32 multiplies the even 32-bit lanes into 64-bit products; the odd lanes are shifted down
-// for a second multiply, and the halves are blended back into place (mask 0xAAAA = odd lanes).
-inline void mulhilo(WordVec a, WordVec b, WordVec& hi, WordVec& lo) {
-  const WordVec even = _mm512_mul_epu32(a, b);
-  const WordVec odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), b);
-  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
-  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+// 32-bit lanes 2i <- low half of lane i of `even`, 2i + 1 <- low half of lane i of `odd`.
+inline WordVec interleave_low(WordVec even, WordVec odd) {
+  return _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
 }
 #elif defined(CPU_CAPABILITY_AVX2) && defined(__AVX2__)
 #define GUMBEL_FUSED_PHILOX_SIMD 1
@@ -53,12 +53,11 @@ constexpr int kWordLanes = 8;
 inline WordVec load_words(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline void store_words(uint32_t* p, WordVec v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
 inline WordVec broadcast_word(uint32_t x) { return _mm256_set1_epi32(static_cast<int>(x)); }
+inline WordVec mul_wide(WordVec a, WordVec b) { return _mm256_mul_epu32(a, b); }
+inline WordVec high_to_low(WordVec a) { return _mm256_srli_epi64(a, 32); }
 inline WordVec xor3(WordVec a, WordVec b, WordVec c) { return _mm256_xor_si256(_mm256_xor_si256(a, b), c); }
-inline void mulhilo(WordVec a, WordVec b, WordVec& hi, WordVec& lo) {  // as the AVX512 version
-  const WordVec even = _mm256_mul_epu32(a, b);
-  const WordVec odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), b);
-  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+inline WordVec interleave_low(WordVec even, WordVec odd) {
+  return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
 }
 #else
 constexpr int kWordLanes = 1;  // DEFAULT build: the scalar loop
@@ -70,45 +69,53 @@ constexpr int kWordLanes = 1;  // DEFAULT build: the scalar loop
 // (n_lo[j], n_hi[j], 0, 0) and gets the four words out[k * out_stride + j], k = 0..3.
 //
 // Why lanes: the kernels draw one counter per row of a 16-row tile (and several column groups at
-// once), so a lane is a row and the four words are four consecutive columns. Several registers of
-// lanes per round give the out-of-order core independent multiply chains to overlap: one round is
-// a ~10-cycle dependency chain. The scalar loop is the DEFAULT build's path and the definition.
+// once), so a lane is a row and the four words are four consecutive columns. A round is a ~10-cycle
+// dependency chain, so several registers go through the rounds together for the out-of-order core to
+// overlap. The scalar loop is the DEFAULT build's path, and the plain statement of the algorithm.
 template <int N>
 inline void philox4x32_10(uint32_t key_lo, uint32_t key_hi, const uint32_t* __restrict n_lo,
                           const uint32_t* __restrict n_hi, uint32_t* __restrict out, int out_stride) {
 #if defined(GUMBEL_FUSED_PHILOX_SIMD)
   if constexpr (N % detail::kWordLanes == 0) {
     using detail::WordVec;
-    constexpr int R = N / detail::kWordLanes;
-    WordVec c0[R], c1[R], c2[R], c3[R];
-    for (int v = 0; v < R; ++v) {
-      c0[v] = detail::load_words(n_lo + v * detail::kWordLanes);
-      c1[v] = detail::load_words(n_hi + v * detail::kWordLanes);
-      c2[v] = detail::broadcast_word(0);
-      c3[v] = c2[v];
-    }
+    constexpr int kHalves = 2 * N / detail::kWordLanes;  // registers of 64-bit lanes: even, odd, even, ...
+    constexpr int kBlock = kHalves % 4 == 0 ? 4 : 2;     // 4 x 4 state registers + constants fit in 32
+    static_assert(kHalves % kBlock == 0, "whole blocks of half-registers");
     const WordVec mul_a = detail::broadcast_word(kPhiloxRoundA);
     const WordVec mul_b = detail::broadcast_word(kPhiloxRoundB);
-    uint32_t k0 = key_lo, k1 = key_hi;
-    for (int round = 0; round < kPhiloxRounds; ++round) {
-      const WordVec key0 = detail::broadcast_word(k0), key1 = detail::broadcast_word(k1);
-      for (int v = 0; v < R; ++v) {
-        WordVec hi_a, lo_a, hi_b, lo_b;
-        detail::mulhilo(c2[v], mul_b, hi_b, lo_b);
-        detail::mulhilo(c0[v], mul_a, hi_a, lo_a);
-        c0[v] = detail::xor3(hi_b, c1[v], key0);
-        c2[v] = detail::xor3(hi_a, c3[v], key1);
-        c1[v] = lo_b;
-        c3[v] = lo_a;
+    const WordVec zero = detail::broadcast_word(0);
+    for (int b = 0; b < kHalves; b += kBlock) {
+      WordVec c0[kBlock], c1[kBlock], c2[kBlock], c3[kBlock];
+      for (int s = 0; s < kBlock; s += 2) {
+        const int lane0 = (b + s) / 2 * detail::kWordLanes;
+        const WordVec lo = detail::load_words(n_lo + lane0), hi = detail::load_words(n_hi + lane0);
+        c0[s] = lo;  // even lanes already sit in the low halves; odd ones are shifted down
+        c0[s + 1] = detail::high_to_low(lo);
+        c1[s] = hi;
+        c1[s + 1] = detail::high_to_low(hi);
+        c2[s] = c2[s + 1] = c3[s] = c3[s + 1] = zero;
       }
-      k0 += kPhiloxKeyA;
-      k1 += kPhiloxKeyB;
-    }
-    for (int v = 0; v < R; ++v) {
-      detail::store_words(out + 0 * out_stride + v * detail::kWordLanes, c0[v]);
-      detail::store_words(out + 1 * out_stride + v * detail::kWordLanes, c1[v]);
-      detail::store_words(out + 2 * out_stride + v * detail::kWordLanes, c2[v]);
-      detail::store_words(out + 3 * out_stride + v * detail::kWordLanes, c3[v]);
+      uint32_t k0 = key_lo, k1 = key_hi;
+      for (int round = 0; round < kPhiloxRounds; ++round) {
+        const WordVec key0 = detail::broadcast_word(k0), key1 = detail::broadcast_word(k1);
+        for (int s = 0; s < kBlock; ++s) {
+          const WordVec prod_b = detail::mul_wide(c2[s], mul_b);
+          const WordVec prod_a = detail::mul_wide(c0[s], mul_a);
+          c0[s] = detail::xor3(detail::high_to_low(prod_b), c1[s], key0);
+          c2[s] = detail::xor3(detail::high_to_low(prod_a), c3[s], key1);
+          c1[s] = prod_b;
+          c3[s] = prod_a;
+        }
+        k0 += kPhiloxKeyA;
+        k1 += kPhiloxKeyB;
+      }
+      for (int s = 0; s < kBlock; s += 2) {
+        uint32_t* o = out + (b + s) / 2 * detail::kWordLanes;
+        detail::store_words(o, detail::interleave_low(c0[s], c0[s + 1]));
+        detail::store_words(o + out_stride, detail::interleave_low(c1[s], c1[s + 1]));
+        detail::store_words(o + 2 * out_stride, detail::interleave_low(c2[s], c2[s + 1]));
+        detail::store_words(o + 3 * out_stride, detail::interleave_low(c3[s], c3[s + 1]));
+      }
     }
     return;
   }

@@ -4,6 +4,7 @@
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "kernels.h"
 #include "noise.h"
@@ -91,6 +92,33 @@ std::vector<at::Tensor> gumbel_from_words_cpu(const at::Tensor& words) {
   }
   for (auto& t : out) t = t.view({n});
   return out;
+}
+
+std::vector<double> check_gumbel_bound(double lo, double hi) {
+  using Vf = at::vec::Vectorized<float>;
+  uint32_t bits_lo, bits_hi;
+  const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
+  std::memcpy(&bits_lo, &flo, 4);
+  std::memcpy(&bits_hi, &fhi, 4);
+  int64_t checked = 0, violations = 0;
+  double max_slack = 0;  // how far above g the bound may be: the cost of the pruning, not its correctness
+  float e[Vf::size()], g[Vf::size()], bound[Vf::size()];
+  for (uint32_t b = bits_lo; b <= bits_hi; b += Vf::size()) {
+    for (int j = 0; j < Vf::size(); ++j) {
+      const uint32_t bj = std::min(b + j, bits_hi);
+      std::memcpy(&e[j], &bj, 4);
+    }
+    const Vf ev = Vf::loadu(e);
+    gumbel_from_exponential(ev).store(g);
+    gumbel_upper_bound(ev).store(bound);
+    for (int j = 0; j < Vf::size(); ++j) {
+      violations += !(bound[j] >= g[j]);
+      max_slack = std::max(max_slack, static_cast<double>(bound[j]) - g[j]);
+    }
+    checked += Vf::size();
+    if (b > bits_hi - Vf::size()) break;  // no wrap-around at the top
+  }
+  return {static_cast<double>(checked), static_cast<double>(violations), max_slack};
 }
 
 std::vector<int64_t> vec_sizes() {

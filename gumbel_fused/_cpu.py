@@ -44,7 +44,11 @@ _ISA_FLAGS = {
     "AVX2": ["-mavx2", "-mfma", "-mf16c"],  # F16C: every AVX2 CPU has it; at::vec's fp16 path uses it
     "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"],
 }
-_COMMON_FLAGS = ["-O3"]  # the C++ standard is torch's choice (C++20 for torch 2.14)
+# at::parallel_for expands to `#pragma omp parallel` inline (ATen/ParallelOpenMP.h): without -fopenmp it
+# silently runs on one thread. The resulting libgomp.so.1 dependency resolves, by soname, to the copy
+# torch has already loaded, so the kernels share torch's thread pool and torch.set_num_threads.
+_COMMON_FLAGS = ["-O3", "-fopenmp"]  # the C++ standard is torch's choice (C++20 for torch 2.14)
+_LDFLAGS = ["-fopenmp"]
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "kernels": the loaded module or None, once an attempt was made
@@ -66,7 +70,7 @@ def extension_name(variant: str) -> str:
     digest = hashlib.sha256()
     for name in (*_SOURCES, *_HEADERS):
         digest.update(name.encode() + b"\0" + (CSRC / name).read_bytes())
-    digest.update(" ".join(build_flags(variant)).encode())
+    digest.update(" ".join(build_flags(variant) + _LDFLAGS).encode())
     digest.update(f"{torch.__version__} {sys.version_info[:2]}".encode())
     return f"gumbel_fused_cpu_{variant.lower()}_{digest.hexdigest()[:12]}"
 
@@ -112,6 +116,7 @@ def _build_and_load(variant: str):
         name=name,
         sources=[str(CSRC / s) for s in _SOURCES],
         extra_cflags=build_flags(variant),
+        extra_ldflags=_LDFLAGS,
         extra_include_paths=[str(CSRC)],
         build_directory=str(directory),
         verbose=False,
