@@ -171,7 +171,7 @@ void soft_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const
   for (int64_t c = 0; c < pb.n_cols; ++c) {
     for (int h = 0; h < H; ++h) {
       acc_t* p = ybuf + c * kLanes + h * Vec::size();
-      const Vec e = (Vec::loadu(p) - max[h]).exp_u20();  // ATen's own fast exp (<= 2 ulp), Sleef's for fp64
+      const Vec e = (Vec::loadu(p) - max[h]).exp();  // Sleef (exp_u20 is 20 ulp, and maps NaN to inf)
       e.store(p);
       sum[h] = sum[h] + e;
     }
