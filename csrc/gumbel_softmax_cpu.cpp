@@ -84,24 +84,28 @@ struct RowArgmax {
   }
 };
 
-// z = (x + g) / tau in the math dtype. A division rather than a multiply by 1 / tau, as the reference
-// does, so that z ties exactly where its ties are; x / 1 == x exactly, so tau = 1 (the default) skips it.
+// v / tau in the math dtype, as in z = (x + g) / tau. A division rather than a multiply by 1 / tau, as the
+// reference does, so that z ties exactly where its ties are; v / 1 == v exactly, so tau = 1 (the
+// default) skips it.
 template <typename acc_t>
-struct Perturb {
+struct DivideByTau {
   Vectorized<acc_t> tau;
   bool unit_tau;
-  explicit Perturb(acc_t t) : tau(t), unit_tau(t == acc_t(1)) {}
-  Vectorized<acc_t> operator()(const Vectorized<acc_t>& x, const Vectorized<acc_t>& g) const {
-    return unit_tau ? x + g : (x + g) / tau;
-  }
+  explicit DivideByTau(acc_t t) : tau(t), unit_tau(t == acc_t(1)) {}
+  Vectorized<acc_t> operator()(const Vectorized<acc_t>& v) const { return unit_tau ? v : v / tau; }
 };
 
-// Pass 1 of the soft sample over a tile: z into `zbuf` (column-major, K x kLanes), and its row max.
+// Pass 1 of the soft sample over a tile, into `zbuf` (column-major, K x kLanes), with the row max m.
+// In general zbuf gets z = (x + g) / tau. For tau = 1 (the default) g's second log is not needed:
+// exp(z - m) = exp(x - m) exp(g) = exp(x - m) / E with E = -log(u), so zbuf gets x, `rbuf` gets 1 / E, and
+// m is the max of x (a softmax allows any shift; this one keeps exp(x - m) / E <= 1 / 6e-8, far from
+// overflow). Only terms more than 87 below m change: their exp underflows to 0 where the reference's
+// softmax gives them less than 4e-30 (z - max z <= x - m + 16.7 + 3.1).
 template <typename scalar_t, typename acc_t>
 RowArgmax<acc_t> perturbed_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const TileRows& rows,
-                                const uint64_t* row_base, acc_t* zbuf) {
+                                const uint64_t* row_base, acc_t* zbuf, acc_t* rbuf) {
   using Vec = Vectorized<acc_t>;
-  const Perturb<acc_t> perturb(pb.tau);
+  const DivideByTau<acc_t> divide(pb.tau);
   RowArgmax<acc_t> am;
   uint32_t words[4 * kWordStride];
   for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
@@ -111,11 +115,16 @@ RowArgmax<acc_t> perturbed_tile(const Problem<acc_t>& pb, const Operand<const sc
     draw_chunk_words(pb.key, row_base, c0, nc, words);
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
-        acc_t* zh = z[c] + h * Vec::size();
-        const Vec g = gumbel_from_exponential(exponential_from_words<acc_t>(column_words(words, c) + h * Vec::size()));
-        const Vec v = perturb(Vec::loadu(zh), g);
-        v.store(zh);
-        am.update(h, v, c0 + c);
+        const int at = h * Vec::size();
+        const Vec e = exponential_from_words<acc_t>(column_words(words, c) + at);
+        if (rbuf) {
+          (Vec(acc_t(1)) / e).store(rbuf + (c0 + c) * kLanes + at);
+          am.update(h, Vec::loadu(z[c] + at), c0 + c);
+        } else {
+          const Vec v = divide(Vec::loadu(z[c] + at) + gumbel_from_exponential(e));
+          v.store(z[c] + at);
+          am.update(h, v, c0 + c);
+        }
       }
     }
   }
@@ -132,7 +141,7 @@ template <typename scalar_t, typename acc_t>
 RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const TileRows& rows,
                              const uint64_t* row_base) {
   using Vec = Vectorized<acc_t>;
-  const Perturb<acc_t> perturb(pb.tau);
+  const DivideByTau<acc_t> divide(pb.tau);
   const bool prune = std::is_same_v<acc_t, float> && pb.tau > 0;  // fp64: no bound, every log computed
   RowArgmax<acc_t> am;
   uint32_t words[4 * kWordStride];
@@ -147,46 +156,74 @@ RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& pb, const Operand<const scala
         const Vec xv = Vec::loadu(xb[c] + h * Vec::size());
         if constexpr (std::is_same_v<acc_t, float>) {
           // zero_mask: a bit per lane where (bound < best) is false, i.e. a lane that might win.
-          if (prune && (perturb(xv, gumbel_upper_bound(e)) < am.best[h]).zero_mask() == 0) continue;
+          if (prune && (divide(xv + gumbel_upper_bound(e)) < am.best[h]).zero_mask() == 0) continue;
         }
-        am.update(h, perturb(xv, gumbel_from_exponential(e)), c0 + c);
+        am.update(h, divide(xv + gumbel_from_exponential(e)), c0 + c);
       }
     }
   }
   return am;
 }
 
-// The soft sample y = softmax(z) of a tile, into `ybuf` (column-major, K x kLanes): z, then
-// e = exp(z - max) with its row sums, then e * (1 / sum). NaN and non-finite rows need no special case:
-// they make the sum NaN, and so the whole row NaN, as in the reference.
+// Pass 2 of the soft sample of a tile: e = exp(z - m) in place in `ybuf`, with its row sums; and, when
+// `grad` is given, the row sums of grad * e, from which the backward's sum(grad * y) = sum(grad * e) / sum(e)
+// comes without a pass over y, keeping grad in `dbuf` for the last pass. NaN and non-finite rows need no
+// special case: they make the sum NaN, and so the whole row NaN, as in the reference.
 template <typename scalar_t, typename acc_t>
-void soft_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const TileRows& rows,
-               const uint64_t* row_base, acc_t* ybuf) {
+void exp_pass(const Problem<acc_t>& pb, const RowArgmax<acc_t>& am, acc_t* ybuf, const acc_t* rbuf,
+              Vectorized<acc_t>* sum, const Operand<const scalar_t>* grad, const TileRows* rg, acc_t* dbuf,
+              Vectorized<acc_t>* dot) {
   using Vec = Vectorized<acc_t>;
   constexpr int H = kLanes / Vec::size();
-  const RowArgmax<acc_t> am = perturbed_tile<scalar_t, acc_t>(pb, x, rows, row_base, ybuf);
-  Vec sum[H];
-  for (int h = 0; h < H; ++h) sum[h] = Vec(acc_t(0));
-  const Vec* max = am.best;
-  for (int64_t c = 0; c < pb.n_cols; ++c) {
-    for (int h = 0; h < H; ++h) {
-      acc_t* p = ybuf + c * kLanes + h * Vec::size();
-      const Vec e = (Vec::loadu(p) - max[h]).exp();  // Sleef (exp_u20 is 20 ulp, and maps NaN to inf)
-      e.store(p);
-      sum[h] = sum[h] + e;
-    }
-  }
-  for (int h = 0; h < H; ++h) sum[h] = Vec(acc_t(1)) / sum[h];
-  for (int64_t c = 0; c < pb.n_cols; ++c) {
-    for (int h = 0; h < H; ++h) {
-      acc_t* p = ybuf + c * kLanes + h * Vec::size();
-      (Vec::loadu(p) * sum[h]).store(p);
+  for (int h = 0; h < H; ++h) sum[h] = dot[h] = Vec(acc_t(0));
+  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
+    if (grad) load_chunk(grad->data, *rg, grad->s1, c0, nc, reinterpret_cast<acc_t (*)[kLanes]>(dbuf + c0 * kLanes));
+    for (int c = 0; c < nc; ++c) {
+      for (int h = 0; h < H; ++h) {
+        const int64_t at = (c0 + c) * kLanes + h * Vec::size();
+        Vec e = (Vec::loadu(ybuf + at) - am.best[h]).exp();  // Sleef (exp_u20 is 20 ulp, and maps NaN to inf)
+        if (rbuf) e = e * Vec::loadu(rbuf + at);                // tau = 1: exp(x - m) / E, see perturbed_tile
+        e.store(ybuf + at);
+        sum[h] = sum[h] + e;
+        if (grad) dot[h] = at::vec::fmadd(Vec::loadu(dbuf + at), e, dot[h]);
+      }
     }
   }
 }
 
+// The per-task scratch of the soft sample and the backward: three column-major K x kLanes buffers.
+template <typename acc_t>
+struct Scratch {
+  static constexpr int kBuffers = 3;
+  acc_t* y;   // z, then exp(z - m), then (in the backward) dx
+  acc_t* r;   // 1 / E when tau = 1 (see perturbed_tile), else null
+  acc_t* dy;  // the backward's grad, loaded once
+  Scratch(const Problem<acc_t>& pb, acc_t* base)
+      : y(base), r(pb.tau == acc_t(1) ? base + pb.n_cols * kLanes : nullptr), dy(base + 2 * pb.n_cols * kLanes) {}
+};
+
+// Final pass of the soft forward and the backward: y = e * inv per chunk, handed to fn(c0, nc, y) in a
+// chunk buffer (which fn may overwrite) for it to combine and store.
+template <typename acc_t, typename Fn>
+void scaled_chunks(const Problem<acc_t>& pb, const acc_t* ybuf, const Vectorized<acc_t>* inv, const Fn& fn) {
+  using Vec = Vectorized<acc_t>;
+  acc_t y[kChunk][kLanes];
+  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
+    for (int c = 0; c < nc; ++c) {
+      for (int h = 0; h < kLanes; h += Vec::size()) {
+        (Vec::loadu(ybuf + (c0 + c) * kLanes + h) * inv[h / Vec::size()]).store(y[c] + h);
+      }
+    }
+    fn(c0, nc, y);
+  }
+}
+
+// The tile functions are kept out of line: one call per 16 x K elements costs nothing, and it keeps each
+// one's register allocation independent of the others' (inlined together, they measurably slowed down).
 template <typename scalar_t, typename acc_t>
-void hard_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
+C10_NOINLINE void hard_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
                    const TileRows& rx, const TileRows& ry, const uint64_t* row_base) {
   using Vec = Vectorized<acc_t>;
   using Arg = RowArgmax<acc_t>;
@@ -219,66 +256,78 @@ void hard_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, c
 }
 
 template <typename scalar_t, typename acc_t>
-void soft_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
-                   const TileRows& rx, const TileRows& ry, const uint64_t* row_base, acc_t* ybuf) {
-  soft_tile(pb, x, rx, row_base, ybuf);
-  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
-    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
-    store_chunk(out.data, ry, out.s1, c0, nc, reinterpret_cast<const acc_t (*)[kLanes]>(ybuf + c0 * kLanes));
-  }
-}
-
-// dx = y * (dy - sum(dy * y)) / tau, with y regenerated from the logits (recompute) or loaded.
-template <typename scalar_t, typename acc_t>
-void bwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& grad, const Operand<const scalar_t>& saved,
-              const Operand<scalar_t>& out, const TileRows& rg, const TileRows& rs, const TileRows& ro,
-              const uint64_t* row_base, bool recompute, acc_t* ybuf) {
+C10_NOINLINE void soft_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
+                   const TileRows& rx, const TileRows& ry, const uint64_t* row_base, acc_t* scratch) {
   using Vec = Vectorized<acc_t>;
   constexpr int H = kLanes / Vec::size();
+  const Scratch<acc_t> buf(pb, scratch);
+  const RowArgmax<acc_t> am = perturbed_tile(pb, x, rx, row_base, buf.y, buf.r);
+  Vec sum[H], unused[H];
+  exp_pass<scalar_t, acc_t>(pb, am, buf.y, buf.r, sum, nullptr, nullptr, nullptr, unused);
+  for (int h = 0; h < H; ++h) sum[h] = Vec(acc_t(1)) / sum[h];
+  scaled_chunks(pb, buf.y, sum, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
+    store_chunk(out.data, ry, out.s1, c0, nc, y);
+  });
+}
+
+// dx = y * (dy - sum(dy * y)) / tau, with y regenerated from the logits (recompute: three passes, the
+// noise drawn once) or loaded from the saved soft sample.
+template <typename scalar_t, typename acc_t>
+C10_NOINLINE void bwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& grad,
+                           const Operand<const scalar_t>& saved, const Operand<scalar_t>& out, const TileRows& rg,
+                           const TileRows& rs, const TileRows& ro, const uint64_t* row_base, bool recompute,
+                           acc_t* scratch) {
+  using Vec = Vectorized<acc_t>;
+  constexpr int H = kLanes / Vec::size();
+  const Scratch<acc_t> buf(pb, scratch);
+  Vec inv[H], dot[H];  // y = buf.y * inv; dot = sum(dy * y)
   if (recompute) {
-    soft_tile(pb, saved, rs, row_base, ybuf);
+    const RowArgmax<acc_t> am = perturbed_tile(pb, saved, rs, row_base, buf.y, buf.r);
+    exp_pass(pb, am, buf.y, buf.r, inv, &grad, &rg, buf.dy, dot);
+    for (int h = 0; h < H; ++h) {
+      inv[h] = Vec(acc_t(1)) / inv[h];
+      dot[h] = dot[h] * inv[h];
+    }
   } else {
+    for (int h = 0; h < H; ++h) {
+      inv[h] = Vec(acc_t(1));
+      dot[h] = Vec(acc_t(0));
+    }
     for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
       const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
-      load_chunk(saved.data, rs, saved.s1, c0, nc, reinterpret_cast<acc_t (*)[kLanes]>(ybuf + c0 * kLanes));
-    }
-  }
-  Vec dot[H];
-  for (int h = 0; h < H; ++h) dot[h] = Vec(acc_t(0));
-  acc_t dy[kChunk][kLanes];
-  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
-    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
-    load_chunk(grad.data, rg, grad.s1, c0, nc, dy);
-    for (int c = 0; c < nc; ++c) {
-      for (int h = 0; h < H; ++h) {
-        const Vec y = Vec::loadu(ybuf + (c0 + c) * kLanes + h * Vec::size());
-        dot[h] = dot[h] + Vec::loadu(dy[c] + h * Vec::size()) * y;
+      auto y = reinterpret_cast<acc_t (*)[kLanes]>(buf.y + c0 * kLanes);
+      auto dy = reinterpret_cast<acc_t (*)[kLanes]>(buf.dy + c0 * kLanes);
+      load_chunk(saved.data, rs, saved.s1, c0, nc, y);
+      load_chunk(grad.data, rg, grad.s1, c0, nc, dy);
+      for (int c = 0; c < nc; ++c) {
+        for (int h = 0; h < H; ++h) {
+          const int at = h * Vec::size();
+          dot[h] = at::vec::fmadd(Vec::loadu(dy[c] + at), Vec::loadu(y[c] + at), dot[h]);
+        }
       }
     }
   }
-  const Vec tau(pb.tau);
-  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
-    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
-    load_chunk(grad.data, rg, grad.s1, c0, nc, dy);  // reloaded: cheaper than a second K x kLanes buffer
+  const DivideByTau<acc_t> divide(pb.tau);
+  scaled_chunks(pb, buf.y, inv, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < H; ++h) {
-        const Vec y = Vec::loadu(ybuf + (c0 + c) * kLanes + h * Vec::size());
-        const Vec g = Vec::loadu(dy[c] + h * Vec::size());
-        (y * (g - dot[h]) / tau).store(dy[c] + h * Vec::size());
+        const int at = h * Vec::size();
+        const Vec g = Vec::loadu(buf.dy + (c0 + c) * kLanes + at) - dot[h];
+        divide(Vec::loadu(y[c] + at) * g).store(y[c] + at);
       }
     }
-    store_chunk(out.data, ro, out.s1, c0, nc, dy);
-  }
+    store_chunk(out.data, ro, out.s1, c0, nc, y);
+  });
 }
 
 // Runs fn(r0, count, row_base, scratch) on every tile of 16 rows, in parallel. `scratch` is a per-task
-// K x kLanes buffer when asked for (the soft sample of a tile), else null.
+// buffer for Scratch when asked for (the soft sample and the backward), else null.
 template <typename acc_t, typename Fn>
 void parallel_tiles(const Problem<acc_t>& pb, bool scratch, const Fn& fn) {
   const int64_t tiles = (pb.rows + kLanes - 1) / kLanes;
   const int64_t grain = std::max<int64_t>(1, kGrainElements / (kLanes * pb.n_cols));
   at::parallel_for(0, tiles, grain, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<acc_t[]> buf(scratch ? new acc_t[pb.n_cols * kLanes] : nullptr);
+    std::unique_ptr<acc_t[]> buf(scratch ? new acc_t[Scratch<acc_t>::kBuffers * pb.n_cols * kLanes] : nullptr);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t r0 = t * kLanes;
       const int count = static_cast<int>(std::min<int64_t>(kLanes, pb.rows - r0));
@@ -323,13 +372,13 @@ at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& se
     const auto pb = problem<acc_t>(logits, seed_value, tau);
     const auto x = operand(logits.const_data_ptr<scalar_t>(), logits);
     const auto y = operand(out.mutable_data_ptr<scalar_t>(), out);
-    parallel_tiles(pb, !hard, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* ybuf) {
+    parallel_tiles(pb, !hard, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* scratch) {
       const TileRows rx = tile_rows(r0, count, pb.inner, x.s0, x.s2);
       const TileRows ry = tile_rows(r0, count, pb.inner, y.s0, y.s2);
       if (hard) {
         hard_fwd_tile(pb, x, y, rx, ry, row_base);
       } else {
-        soft_fwd_tile(pb, x, y, rx, ry, row_base, ybuf);
+        soft_fwd_tile(pb, x, y, rx, ry, row_base, scratch);
       }
     });
   });
@@ -353,11 +402,11 @@ at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& save
     const auto g = operand(grad.const_data_ptr<scalar_t>(), grad);
     const auto s = operand(saved.const_data_ptr<scalar_t>(), saved);
     const auto dx = operand(out.mutable_data_ptr<scalar_t>(), out);
-    parallel_tiles(pb, true, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* ybuf) {
+    parallel_tiles(pb, true, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* scratch) {
       const TileRows rg = tile_rows(r0, count, pb.inner, g.s0, g.s2);
       const TileRows rs = tile_rows(r0, count, pb.inner, s.s0, s.s2);
       const TileRows ro = tile_rows(r0, count, pb.inner, dx.s0, dx.s2);
-      bwd_tile(pb, g, s, dx, rg, rs, ro, row_base, recompute, ybuf);
+      bwd_tile(pb, g, s, dx, rg, rs, ro, row_base, recompute, scratch);
     });
   });
   return out;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
+#include <c10/macros/Macros.h>
 
 #include <cstdint>
 #include <type_traits>
@@ -54,7 +55,7 @@ inline void draw_chunk_words(const NoiseKey& key, const uint64_t* row_base, int6
   }
 }
 
-inline const uint32_t* column_words(const uint32_t* words, int c) {
+C10_ALWAYS_INLINE const uint32_t* column_words(const uint32_t* words, int c) {
   return words + (c % 4) * kWordStride + (c / 4) * kLanes;
 }
 
@@ -66,7 +67,7 @@ inline const uint32_t* column_words(const uint32_t* words, int c) {
 //
 // v = 2^k * m with m in [sqrt(1/2), sqrt(2)), by integer arithmetic on the bits (as musl's logf):
 // offsetting the bits by those of sqrt(1/2) makes the exponent field round at sqrt(2) instead of 2.
-inline at::vec::Vectorized<float> log_positive(const at::vec::Vectorized<float>& v) {
+C10_ALWAYS_INLINE at::vec::Vectorized<float> log_positive(const at::vec::Vectorized<float>& v) {
   using Vf = at::vec::Vectorized<float>;
   using Vi = at::vec::Vectorized<int32_t>;
   constexpr int32_t kSqrtHalfBits = 0x3f3504f3;  // bits of sqrt(1/2)
@@ -91,7 +92,7 @@ inline at::vec::Vectorized<float> log_positive(const at::vec::Vectorized<float>&
   return at::vec::fmadd(k, Vf(0.693359375f), f + y);
 }
 
-inline at::vec::Vectorized<double> log_positive(const at::vec::Vectorized<double>& v) {
+C10_ALWAYS_INLINE at::vec::Vectorized<double> log_positive(const at::vec::Vectorized<double>& v) {
   return v.log();  // fp64 math keeps Sleef's log: fp64 inputs are not the speed target
 }
 
@@ -99,7 +100,7 @@ inline at::vec::Vectorized<double> log_positive(const at::vec::Vectorized<double
 // [6e-8, 21.5] (u in [2^-31, 1 - 2^-24]), so both logs of g = -log(E) see positive normal arguments
 // and g lies in [-3.07, 16.6]: finite for every word, including 0x00000000 and 0xFFFFFFFF.
 template <typename acc_t>
-inline at::vec::Vectorized<acc_t> exponential_from_words(const uint32_t* w) {
+C10_ALWAYS_INLINE at::vec::Vectorized<acc_t> exponential_from_words(const uint32_t* w) {
   using Vec = at::vec::Vectorized<acc_t>;
   if constexpr (std::is_same_v<acc_t, float>) {
     // uniform_from_word in vector form (the compiler leaves the scalar loop scalar).
@@ -116,7 +117,7 @@ inline at::vec::Vectorized<acc_t> exponential_from_words(const uint32_t* w) {
 }
 
 template <typename acc_t>
-inline at::vec::Vectorized<acc_t> gumbel_from_exponential(const at::vec::Vectorized<acc_t>& e) {
+C10_ALWAYS_INLINE at::vec::Vectorized<acc_t> gumbel_from_exponential(const at::vec::Vectorized<acc_t>& e) {
   return at::vec::Vectorized<acc_t>(acc_t(0)) - log_positive(e);
 }
 
@@ -126,7 +127,7 @@ inline at::vec::Vectorized<acc_t> gumbel_from_exponential(const at::vec::Vectori
 // integer; the bound is at most 0.086 * ln 2 = 0.06 above the true g. kMargin covers the rounding of
 // bits(e) to fp32 (<= 2^-16 ln 2 = 1.1e-5) and the error of the computed g (< 2e-6); the test
 // test_gumbel_bound checks the bound on every fp32 e in range.
-inline at::vec::Vectorized<float> gumbel_upper_bound(const at::vec::Vectorized<float>& e) {
+C10_ALWAYS_INLINE at::vec::Vectorized<float> gumbel_upper_bound(const at::vec::Vectorized<float>& e) {
   using Vf = at::vec::Vectorized<float>;
   constexpr float kLn2 = 0.693147180559945f, kMargin = 1e-4f;
   const Vf bits = at::vec::convert_to_fp_of_same_size<float>(at::vec::cast<int32_t>(e));

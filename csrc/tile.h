@@ -11,6 +11,7 @@
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
+#include <c10/macros/Macros.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -52,7 +53,7 @@ inline TileRows tile_rows(int64_t r0, int count, int64_t inner, int64_t s0, int6
 // buf[c][j] = element (row j, column c0 + c) for c < nc, converted to the math dtype acc_t.
 // Lanes >= rows.count are loaded from the last valid row, so they hold finite data when it does.
 template <typename scalar_t, typename acc_t>
-inline void load_chunk(const scalar_t* data, const TileRows& rows, int64_t col_stride, int64_t c0, int nc,
+C10_ALWAYS_INLINE void load_chunk(const scalar_t* data, const TileRows& rows, int64_t col_stride, int64_t c0, int nc,
                        acc_t (*buf)[kLanes]) {
   const bool full = rows.count == kLanes && rows.regular;
   if (full && rows.lane_stride == 1) {  // dVAE layout: a column of the tile is contiguous
@@ -78,7 +79,7 @@ inline void load_chunk(const scalar_t* data, const TileRows& rows, int64_t col_s
 
 // The inverse of load_chunk: element (row j, column c0 + c) = buf[c][j], for the valid rows only.
 template <typename scalar_t, typename acc_t>
-inline void store_chunk(scalar_t* data, const TileRows& rows, int64_t col_stride, int64_t c0, int nc,
+C10_ALWAYS_INLINE void store_chunk(scalar_t* data, const TileRows& rows, int64_t col_stride, int64_t c0, int nc,
                         const acc_t (*buf)[kLanes]) {
   const bool full = rows.count == kLanes && rows.regular;
   if (full && rows.lane_stride == 1) {
