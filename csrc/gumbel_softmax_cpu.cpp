@@ -20,80 +20,15 @@
 #include <limits>
 #include <memory>
 
-#include "noise.h"
-#include "tile.h"
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include "hard_wide.h"
+#include "kernel_common.h"
 
 namespace gumbel_fused {
 namespace {
-
-using at::vec::Vectorized;
-
-// ~16K elements a task: a task costs ~10-40 us, well above the few us of waking an OpenMP thread, and
-// small problems (the VAE's 2000 x 10) stay on the calling thread.
-constexpr int64_t kGrainElements = 1 << 14;
-
-// An (outer, K, inner) operand: data and element strides.
-template <typename T>
-struct Operand {
-  T* data;
-  int64_t s0, s1, s2;
-};
-
-template <typename T>
-Operand<T> operand(T* data, const at::Tensor& t) {
-  return {data, t.stride(0), t.stride(1), t.stride(2)};
-}
-
-template <typename acc_t>
-struct Problem {
-  int64_t n_cols, inner, rows;  // K, inner, outer * inner
-  NoiseKey key;
-  acc_t tau;
-};
-
-// Per-row state of the pass over z = (x + g) / tau, one vector of lanes at a time.
-template <typename acc_t>
-struct RowArgmax {
-  using Vec = Vectorized<acc_t>;
-  using index_t = at::vec::int_same_size_t<acc_t>;  // same lane count as Vec, so masks carry over
-  using Idx = Vectorized<index_t>;
-  static constexpr int H = kLanes / Vec::size();
-
-  Vec best[H];  // running max of z; NaN-propagating, so a NaN in the row leaves NaN here
-  Idx arg[H];   // first column holding the max (strict >: ties keep the first index, as argmax does)
-
-  RowArgmax() {
-    for (int h = 0; h < H; ++h) {
-      best[h] = Vec(-std::numeric_limits<acc_t>::infinity());
-      arg[h] = Idx(index_t(0));
-    }
-  }
-  void update(int h, const Vec& z, int64_t col) {
-    arg[h] = Idx::blendv(arg[h], Idx(static_cast<index_t>(col)), at::vec::cast<index_t>(z > best[h]));
-    best[h] = at::vec::maximum(best[h], z);
-  }
-  // Per lane: the max of z, and the column to set in a one-hot (-1 where the row is undefined). The
-  // reference's softmax is NaN on a whole row when its max is NaN or infinite (+inf - +inf, or all -inf:
-  // -inf - -inf), and its hard sample keeps that NaN rather than a one-hot.
-  void result(acc_t* max, index_t* hot) const {
-    for (int h = 0; h < H; ++h) {
-      best[h].store(max + h * Vec::size());
-      arg[h].store(hot + h * Vec::size());
-    }
-    for (int j = 0; j < kLanes; ++j) hot[j] = std::isfinite(max[j]) ? hot[j] : index_t(-1);
-  }
-};
-
-// v / tau in the math dtype, as in z = (x + g) / tau. A division rather than a multiply by 1 / tau, as the
-// reference does, so that z ties exactly where its ties are; v / 1 == v exactly, so tau = 1 (the
-// default) skips it.
-template <typename acc_t>
-struct DivideByTau {
-  Vectorized<acc_t> tau;
-  bool unit_tau;
-  explicit DivideByTau(acc_t t) : tau(t), unit_tau(t == acc_t(1)) {}
-  Vectorized<acc_t> operator()(const Vectorized<acc_t>& v) const { return unit_tau ? v : v / tau; }
-};
 
 // Pass 1 of the soft sample over a tile, into `zbuf` (column-major, K x kLanes), with the row max m.
 // In general zbuf gets z = (x + g) / tau. For tau = 1 (the default) g's second log is not needed:
@@ -355,6 +290,24 @@ int64_t read_seed(const at::Tensor& seed) {
   return *seed.const_data_ptr<int64_t>();  // a pointer read: no dispatch, no sync
 }
 
+// A contiguous (outer, K, inner) output like `t`. A large one is backed by transparent huge pages where
+// the kernel allows them on request (THP "madvise" mode, as torch itself does under
+// THP_MEM_ALLOC_ENABLE=1): outputs above glibc's mmap threshold (32 MiB at most) are fresh pages on every
+// call, and faulting them in 4 KiB at a time cost ~1.4 ns an element on the dVAE case, 40% of the kernel.
+at::Tensor new_output(const at::Tensor& t) {
+  at::Tensor out = at::empty(t.sizes(), t.options());
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+  if (out.nbytes() >= 4 * kHugePage) {  // the whole huge pages inside it; the ends stay small pages
+    const auto begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+    const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
+    const uintptr_t last = (begin + out.nbytes()) & ~(kHugePage - 1);
+    madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // advice only: failure is harmless
+  }
+#endif
+  return out;
+}
+
 template <typename acc_t>
 Problem<acc_t> problem(const at::Tensor& t, int64_t seed, double tau) {
   return {t.size(1), t.size(2), t.size(0) * t.size(2), noise_key(seed, t.size(1)), static_cast<acc_t>(tau)};
@@ -365,13 +318,14 @@ Problem<acc_t> problem(const at::Tensor& t, int64_t seed, double tau) {
 at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard) {
   check_operand(logits, "logits");
   const int64_t seed_value = read_seed(seed);
-  at::Tensor out = at::empty(logits.sizes(), logits.options());  // contiguous (outer, K, inner)
+  at::Tensor out = new_output(logits);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "gumbel_softmax_fwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;  // fp32 math for fp16/bf16/fp32, fp64 for fp64
     const auto pb = problem<acc_t>(logits, seed_value, tau);
     const auto x = operand(logits.const_data_ptr<scalar_t>(), logits);
     const auto y = operand(out.mutable_data_ptr<scalar_t>(), out);
+    if (hard && hard_fwd_wide(pb, x, y)) return;
     parallel_tiles(pb, !hard, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* scratch) {
       const TileRows rx = tile_rows(r0, count, pb.inner, x.s0, x.s2);
       const TileRows ry = tile_rows(r0, count, pb.inner, y.s0, y.s2);
@@ -394,7 +348,7 @@ at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& save
   TORCH_CHECK(grad.scalar_type() == saved.scalar_type(), "gumbel_fused: grad (", grad.scalar_type(),
               ") and saved (", saved.scalar_type(), ") must have the same dtype");
   const int64_t seed_value = read_seed(seed);
-  at::Tensor out = at::empty(saved.sizes(), saved.options());
+  at::Tensor out = new_output(saved);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, saved.scalar_type(), "gumbel_softmax_bwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;

@@ -35,7 +35,7 @@ import torch
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 _SOURCES = ("bindings.cpp", "gumbel_softmax_cpu.cpp", "rng_debug.cpp")
-_HEADERS = ("kernels.h", "noise.h", "philox.h", "tile.h")
+_HEADERS = ("hard_wide.h", "kernel_common.h", "kernels.h", "noise.h", "philox.h", "tile.h")
 
 # Per-ISA flags, as ATen compiles its own CPU_CAPABILITY kernels (cmake/Codegen.cmake). torch reports
 # AVX2 only when the CPU has AVX2 and FMA, and AVX512 only with AVX512 F/BW/VL/DQ and FMA.

@@ -211,6 +211,24 @@ def test_forward_and_backward_with_arbitrary_strides(kernels, shape, layout):
         torch.testing.assert_close(ours, ref, atol=2e-6, rtol=2e-5)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_wide_hard_forward_for_channel_first_layouts(kernels, dtype):
+    """Positions contiguous in whole multiples of 256 take the wide-tile hard forward (csrc/hard_wide.h),
+    for fp16/bf16/fp32; fp64 and other layouts take the 16-row tiles. Both must agree with the reference,
+    NaN and masked rows included."""
+    for shape in [(2, 37, 256), (1, 10, 512), (3, 5, 768)]:
+        x = _logits(*shape, torch.float32, "contiguous", gen_seed=shape[2])
+        x[0, :, 3] = float("-inf")  # no finite logit: NaN column
+        x[0, 2, 7] = float("nan")
+        x[-1, 1:, 100] = float("-inf")  # one category left
+        x = x.to(dtype)
+        for tau in (1.0, 0.5):
+            ours, ref = kernels.fwd(x, _seed(), tau, True), gumbel_softmax_fwd_ref(x, _seed(), tau, True)
+            _assert_hard_matches(ours, ref, perturbed_logits_ref(x, _seed(), tau))
+            assert torch.isnan(ours[0, :, 3]).all() and torch.isnan(ours[0, :, 7]).all()
+            assert ours[-1, 0, 100] == 1
+
+
 def test_broadcast_logits_with_zero_strides(kernels):
     x = torch.randn(1, 50, 1).expand(64, 50, 8)  # stride 0 on outer and inner
     for hard in (False, True):
@@ -305,7 +323,7 @@ def test_input_validation(kernels):
 # --- threads, dispatch, build ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", [(600, 300, 1), (2, 256, 96), (3, 70, 50)])
+@pytest.mark.parametrize("shape", [(600, 300, 1), (2, 256, 96), (3, 70, 50), (4, 40, 512)])
 def test_results_do_not_depend_on_the_thread_count(kernels, shape):
     x = _logits(*shape, torch.float32, "contiguous", gen_seed=5)
     grad = torch.randn_like(x)

@@ -1,0 +1,86 @@
+// Types shared by the CPU kernels (gumbel_softmax_cpu.cpp, hard_wide.h): operands, the per-call problem,
+// the per-row running argmax, and the division by tau.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "noise.h"
+#include "tile.h"
+
+namespace gumbel_fused {
+
+using at::vec::Vectorized;
+
+// ~16K elements a task: a task costs ~10-40 us, well above the few us of waking an OpenMP thread, and
+// small problems (the VAE's 2000 x 10) stay on the calling thread.
+constexpr int64_t kGrainElements = 1 << 14;
+
+// An (outer, K, inner) operand: data and element strides.
+template <typename T>
+struct Operand {
+  T* data;
+  int64_t s0, s1, s2;
+};
+
+template <typename T>
+Operand<T> operand(T* data, const at::Tensor& t) {
+  return {data, t.stride(0), t.stride(1), t.stride(2)};
+}
+
+template <typename acc_t>
+struct Problem {
+  int64_t n_cols, inner, rows;  // K, inner, outer * inner
+  NoiseKey key;
+  acc_t tau;
+};
+
+// Per-row state of the pass over z = (x + g) / tau, one vector of lanes at a time.
+template <typename acc_t, int L = kLanes>
+struct RowArgmax {
+  using Vec = Vectorized<acc_t>;
+  using index_t = at::vec::int_same_size_t<acc_t>;  // same lane count as Vec, so masks carry over
+  using Idx = Vectorized<index_t>;
+  static constexpr int H = L / Vec::size();
+
+  Vec best[H];  // running max of z; NaN-propagating, so a NaN in the row leaves NaN here
+  Idx arg[H];   // first column holding the max (strict >: ties keep the first index, as argmax does)
+
+  RowArgmax() {
+    for (int h = 0; h < H; ++h) {
+      best[h] = Vec(-std::numeric_limits<acc_t>::infinity());
+      arg[h] = Idx(index_t(0));
+    }
+  }
+  void update(int h, const Vec& z, int64_t col) {
+    arg[h] = Idx::blendv(arg[h], Idx(static_cast<index_t>(col)), at::vec::cast<index_t>(z > best[h]));
+    best[h] = at::vec::maximum(best[h], z);
+  }
+  // Per lane: the max of z, and the column to set in a one-hot (-1 where the row is undefined). The
+  // reference's softmax is NaN on a whole row when its max is NaN or infinite (+inf - +inf, or all -inf:
+  // -inf - -inf), and its hard sample keeps that NaN rather than a one-hot.
+  void result(acc_t* max, index_t* hot) const {
+    for (int h = 0; h < H; ++h) {
+      best[h].store(max + h * Vec::size());
+      arg[h].store(hot + h * Vec::size());
+    }
+    for (int j = 0; j < L; ++j) hot[j] = std::isfinite(max[j]) ? hot[j] : index_t(-1);
+  }
+};
+
+// v / tau in the math dtype, as in z = (x + g) / tau. A division rather than a multiply by 1 / tau, as the
+// reference does, so that z ties exactly where its ties are; v / 1 == v exactly, so tau = 1 (the
+// default) skips it.
+template <typename acc_t>
+struct DivideByTau {
+  Vectorized<acc_t> tau;
+  bool unit_tau;
+  explicit DivideByTau(acc_t t) : tau(t), unit_tau(t == acc_t(1)) {}
+  Vectorized<acc_t> operator()(const Vectorized<acc_t>& v) const { return unit_tau ? v : v / tau; }
+};
+
+}  // namespace gumbel_fused
