@@ -138,17 +138,18 @@ struct Scratch {
       : y(base), r(pb.tau == acc_t(1) ? base + pb.n_cols * kLanes : nullptr), dy(base + 2 * pb.n_cols * kLanes) {}
 };
 
-// Final pass of the soft forward and the backward: y = e * inv per chunk, handed to fn(c0, nc, y) in a
+// Final pass of the soft forward and the backward: y = e / sum per chunk, handed to fn(c0, nc, y) in a
 // chunk buffer (which fn may overwrite) for it to combine and store.
 template <typename acc_t, typename Fn>
-void scaled_chunks(const Problem<acc_t>& pb, const acc_t* ybuf, const Vectorized<acc_t>* inv, const Fn& fn) {
+void normalized_chunks(const Problem<acc_t>& pb, const acc_t* ybuf, const Vectorized<acc_t>* sum, const Fn& fn) {
   using Vec = Vectorized<acc_t>;
   acc_t y[kChunk][kLanes];
   for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
     const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < kLanes; h += Vec::size()) {
-        (Vec::loadu(ybuf + (c0 + c) * kLanes + h) * inv[h / Vec::size()]).store(y[c] + h);
+        // A division, not a multiply by 1 / sum: it keeps a row's only finite entry at exactly 1 (K = 1).
+        (Vec::loadu(ybuf + (c0 + c) * kLanes + h) / sum[h / Vec::size()]).store(y[c] + h);
       }
     }
     fn(c0, nc, y);
@@ -199,8 +200,7 @@ C10_NOINLINE void soft_fwd_tile(const Problem<acc_t>& pb, const Operand<const sc
   const RowArgmax<acc_t> am = perturbed_tile(pb, x, rx, row_base, buf.y, buf.r);
   Vec sum[H], unused[H];
   exp_pass<scalar_t, acc_t>(pb, am, buf.y, buf.r, sum, nullptr, nullptr, nullptr, unused);
-  for (int h = 0; h < H; ++h) sum[h] = Vec(acc_t(1)) / sum[h];
-  scaled_chunks(pb, buf.y, sum, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
+  normalized_chunks(pb, buf.y, sum, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
     store_chunk(out.data, ry, out.s1, c0, nc, y);
   });
 }
@@ -215,17 +215,14 @@ C10_NOINLINE void bwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_
   using Vec = Vectorized<acc_t>;
   constexpr int H = kLanes / Vec::size();
   const Scratch<acc_t> buf(pb, scratch);
-  Vec inv[H], dot[H];  // y = buf.y * inv; dot = sum(dy * y)
+  Vec sum[H], dot[H];  // y = buf.y / sum; dot = sum(dy * y)
   if (recompute) {
     const RowArgmax<acc_t> am = perturbed_tile(pb, saved, rs, row_base, buf.y, buf.r);
-    exp_pass(pb, am, buf.y, buf.r, inv, &grad, &rg, buf.dy, dot);
-    for (int h = 0; h < H; ++h) {
-      inv[h] = Vec(acc_t(1)) / inv[h];
-      dot[h] = dot[h] * inv[h];
-    }
+    exp_pass(pb, am, buf.y, buf.r, sum, &grad, &rg, buf.dy, dot);
+    for (int h = 0; h < H; ++h) dot[h] = dot[h] / sum[h];
   } else {
     for (int h = 0; h < H; ++h) {
-      inv[h] = Vec(acc_t(1));
+      sum[h] = Vec(acc_t(1));
       dot[h] = Vec(acc_t(0));
     }
     for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
@@ -243,7 +240,7 @@ C10_NOINLINE void bwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_
     }
   }
   const DivideByTau<acc_t> divide(pb.tau);
-  scaled_chunks(pb, buf.y, inv, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
+  normalized_chunks(pb, buf.y, sum, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < H; ++h) {
         const int at = h * Vec::size();

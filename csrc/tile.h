@@ -21,6 +21,7 @@ namespace gumbel_fused {
 
 constexpr int kLanes = 16;  // rows per tile: one counter per row, 16 = one AVX512 fp32 register
 constexpr int kChunk = 16;  // columns per chunk: four Philox groups of four words
+static_assert(kLanes == 16 && kChunk == 16, "the row-major path transposes 16x16 blocks");
 
 // The rows r0 .. r0 + count - 1 of a (outer, K, inner) tensor with element strides (s0, s1, s2);
 // logical row r = o * inner + i owns the elements (o, :, i).
@@ -50,6 +51,16 @@ inline TileRows tile_rows(int64_t r0, int count, int64_t inner, int64_t s0, int6
   return t;
 }
 
+// A 16x16 fp32 transpose, dst[j * ld_dst + i] = src[i * ld_src + j], with at::vec's in-register kernel.
+// `flatten` inlines that kernel here, where its sizes are constants: called out of line, its loops over
+// runtime sizes kept the 16 registers in memory, and the transposes took a fifth of the backward.
+#if defined(__GNUC__)
+__attribute__((flatten))
+#endif
+inline void transpose_16x16(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+  at::vec::transpose_mxn<float, 16, 16>(src, ld_src, dst, ld_dst);
+}
+
 // buf[c][j] = element (row j, column c0 + c) for c < nc, converted to the math dtype acc_t.
 // Lanes >= rows.count are loaded from the last valid row, so they hold finite data when it does.
 template <typename scalar_t, typename acc_t>
@@ -68,7 +79,7 @@ C10_ALWAYS_INLINE void load_chunk(const scalar_t* data, const TileRows& rows, in
   }
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
     if (full && col_stride == 1 && nc == kChunk) {  // row-major: rows contiguous, transpose a block
-      at::vec::transpose_mxn<float, kLanes, kChunk>(data + rows.offset[0] + c0, rows.lane_stride, &buf[0][0], kLanes);
+      transpose_16x16(data + rows.offset[0] + c0, rows.lane_stride, &buf[0][0], kLanes);
       return;
     }
   }
@@ -92,7 +103,7 @@ C10_ALWAYS_INLINE void store_chunk(scalar_t* data, const TileRows& rows, int64_t
   }
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
     if (full && col_stride == 1 && nc == kChunk) {
-      at::vec::transpose_mxn<float, kChunk, kLanes>(&buf[0][0], kLanes, data + rows.offset[0] + c0, rows.lane_stride);
+      transpose_16x16(&buf[0][0], kLanes, data + rows.offset[0] + c0, rows.lane_stride);
       return;
     }
   }
