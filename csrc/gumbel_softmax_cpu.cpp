@@ -66,18 +66,13 @@ RowArgmax<acc_t> perturbed_tile(const Problem<acc_t>& pb, const Operand<const sc
   return am;
 }
 
-// Pass 1 of the hard forward over a tile: the row argmax of z, without z's second log where it cannot
-// win. g <= gumbel_upper_bound(E) (noise.h), so for tau > 0 z <= (x + bound) / tau (adding, dividing by a
-// positive number and rounding are all monotone): a vector of lanes whose bounds are all below their
-// rows' running max cannot change the argmax and skips the log. Once a few columns are in, a new max
-// needs g near the top of its range, so for typical logits most vectors skip: a third less work.
-// The result is the exact argmax of the full computation, ties included (skipped z are strictly below).
+// Pass 1 of the hard forward over a tile: the row argmax of z, with g's second log pruned (argmax_step).
 template <typename scalar_t, typename acc_t>
 RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const TileRows& rows,
                              const uint64_t* row_base) {
   using Vec = Vectorized<acc_t>;
   const DivideByTau<acc_t> divide(pb.tau);
-  const bool prune = std::is_same_v<acc_t, float> && pb.tau > 0;  // fp64: no bound, every log computed
+  const bool prune = can_prune(pb.tau);
   RowArgmax<acc_t> am;
   uint32_t words[4 * kWordStride];
   acc_t xb[kChunk][kLanes];
@@ -87,13 +82,9 @@ RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& pb, const Operand<const scala
     draw_chunk_words(pb.key, row_base, c0, nc, words);
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
-        const Vec e = exponential_from_words<acc_t>(column_words(words, c) + h * Vec::size());
-        const Vec xv = Vec::loadu(xb[c] + h * Vec::size());
-        if constexpr (std::is_same_v<acc_t, float>) {
-          // zero_mask: a bit per lane where (bound < best) is false, i.e. a lane that might win.
-          if (prune && (divide(xv + gumbel_upper_bound(e)) < am.best[h]).zero_mask() == 0) continue;
-        }
-        am.update(h, divide(xv + gumbel_from_exponential(e)), c0 + c);
+        const int at = h * Vec::size();
+        const Vec e = exponential_from_words<acc_t>(column_words(words, c) + at);
+        argmax_step(am, h, Vec::loadu(xb[c] + at), e, c0 + c, divide, prune);
       }
     }
   }
