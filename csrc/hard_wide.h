@@ -31,15 +31,15 @@ C10_ALWAYS_INLINE Vectorized<float> load_float(const scalar_t* p) {
   }
 }
 
-// The argmax of z over the K columns of positions i0 .. i0 + kWide - 1 of image o, pruned as argmax_tile
-// (gumbel_softmax_cpu.cpp) is, and the one-hot written as it goes.
+// The argmax of z over the K columns of positions i0 .. i0 + kWide - 1 of image o (pruned: argmax_step),
+// and the one-hot written as it goes.
 template <typename scalar_t>
 void hard_wide_tile(const Problem<float>& pb, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
                     int64_t o, int64_t i0) {
   using Vec = Vectorized<float>;
   constexpr int kBlock = 64;  // counters a Philox call: its register blocking (philox.h)
   const DivideByTau<float> divide(pb.tau);
-  const bool prune = pb.tau > 0;
+  const bool prune = can_prune(pb.tau);
   const int64_t r0 = o * pb.inner + i0;
   RowArgmax<float, kWide> am;
   uint32_t words[4 * kWide];  // word k of counter (r0 + j) * groups + q at words[k * kWide + j]
@@ -56,14 +56,13 @@ void hard_wide_tile(const Problem<float>& pb, const Operand<const scalar_t>& x, 
     for (int k = 0; k < 4 && 4 * q + k < pb.n_cols; ++k) {
       const int64_t c = 4 * q + k;
       const scalar_t* xc = x.data + o * x.s0 + c * x.s1 + i0;
+#if defined(__GNUC__)
       __builtin_prefetch(xc + 4 * x.s1);  // the next group's column: a new page, so no hardware prefetch
+#endif
       std::fill_n(out.data + o * out.s0 + c * out.s1 + i0, kWide, scalar_t(0));
       for (int h = 0; h < RowArgmax<float, kWide>::H; ++h) {
         const int at = h * Vec::size();
-        const Vec e = exponential_from_words<float>(words + k * kWide + at);
-        const Vec xv = load_float(xc + at);
-        if (prune && (divide(xv + gumbel_upper_bound(e)) < am.best[h]).zero_mask() == 0) continue;
-        am.update(h, divide(xv + gumbel_from_exponential(e)), c);
+        argmax_step(am, h, load_float(xc + at), exponential_from_words<float>(words + k * kWide + at), c, divide, prune);
       }
     }
   }

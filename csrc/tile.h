@@ -72,7 +72,9 @@ C10_ALWAYS_INLINE void load_chunk(const scalar_t* data, const TileRows& rows, in
       const scalar_t* p = data + rows.offset[0] + (c0 + c) * col_stride;
       // Columns are col_stride apart (4 KiB for H*W = 1024): each is a new page, which the hardware
       // prefetchers do not cross, so ask for the next chunk's column now.
+#if defined(__GNUC__)
       __builtin_prefetch(p + kChunk * col_stride);
+#endif
       for (int j = 0; j < kLanes; ++j) buf[c][j] = static_cast<acc_t>(p[j]);
     }
     return;
@@ -96,7 +98,9 @@ C10_ALWAYS_INLINE void store_chunk(scalar_t* data, const TileRows& rows, int64_t
   if (full && rows.lane_stride == 1) {
     for (int c = 0; c < nc; ++c) {
       scalar_t* p = data + rows.offset[0] + (c0 + c) * col_stride;
+#if defined(__GNUC__)
       __builtin_prefetch(p + kChunk * col_stride, 1);  // as in load_chunk, for writing
+#endif
       for (int j = 0; j < kLanes; ++j) p[j] = static_cast<scalar_t>(buf[c][j]);
     }
     return;
