@@ -19,8 +19,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gumbel_from_words", &gumbel_fused::gumbel_from_words_cpu,
         "debug: [u, g fp32, g fp64] for given uint32 words (in int64)", py::arg("words"));
   m.def("check_gumbel_bound", &gumbel_fused::check_gumbel_bound,
-        "debug: [checked, violations, max slack] of the hard forward's pruning bound over fp32 e in [lo, hi]",
-        py::arg("lo"), py::arg("hi"), py::call_guard<py::gil_scoped_release>());
+        "debug: [checked, violations, max slack] of the hard forward's pruning bound over a range of words",
+        py::arg("first_word"), py::arg("last_word"), py::arg("stride") = 1, py::call_guard<py::gil_scoped_release>());
   m.def("vec_sizes", &gumbel_fused::vec_sizes, "lanes of Vectorized<float> and Vectorized<double>");
   m.def("cpu_capability", &gumbel_fused::cpu_capability, "the CPU_CAPABILITY this module was built for");
 }

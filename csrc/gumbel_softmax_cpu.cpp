@@ -83,8 +83,7 @@ RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& pb, const Operand<const scala
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
         const int at = h * Vec::size();
-        const Vec e = exponential_from_words<acc_t>(column_words(words, c) + at);
-        argmax_step(am, h, Vec::loadu(xb[c] + at), e, c0 + c, divide, prune);
+        argmax_step(am, h, Vec::loadu(xb[c] + at), column_words(words, c) + at, c0 + c, divide, prune);
       }
     }
   }

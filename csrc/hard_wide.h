@@ -62,7 +62,7 @@ void hard_wide_tile(const Problem<float>& pb, const Operand<const scalar_t>& x, 
       std::fill_n(out.data + o * out.s0 + c * out.s1 + i0, kWide, scalar_t(0));
       for (int h = 0; h < RowArgmax<float, kWide>::H; ++h) {
         const int at = h * Vec::size();
-        argmax_step(am, h, load_float(xc + at), exponential_from_words<float>(words + k * kWide + at), c, divide, prune);
+        argmax_step(am, h, load_float(xc + at), words + k * kWide + at, c, divide, prune);
       }
     }
   }

@@ -84,22 +84,24 @@ struct DivideByTau {
   Vectorized<acc_t> operator()(const Vectorized<acc_t>& v) const { return unit_tau ? v : v / tau; }
 };
 
-// One vector of lanes of the hard forward: fold z = (x + g) / tau into the running argmax, where g is the
-// Gumbel noise of the exponential sample e. The pruning (`prune`: fp32 and tau > 0): g <= gumbel_upper_bound(e)
-// (noise.h), so z <= (x + bound) / tau, adding, dividing by a positive tau and rounding being monotone. When
-// every lane's bound is below its row's running max, no lane can change the argmax and g's second log is
-// skipped. Once a few columns are in, a new max needs g near the top of its range, so for typical logits
-// most vectors skip it. The result is the exact argmax of the full computation, ties included: a skipped z
-// is strictly below the max.
+// One vector of lanes of the hard forward: fold z = (x + g) / tau into the running argmax, for the noise of
+// the Vec::size() words w. The pruning (`prune`: fp32 and tau > 0): g <= gumbel_upper_bound(
+// exponential_lower_bound(u)) (noise.h), so z <= (x + bound) / tau, adding, dividing by a positive tau and
+// rounding being monotone. When every lane's bound is below its row's running max, no lane can change the
+// argmax, and both logs of g are skipped. Once a few columns are in, a new max needs g near the top of its
+// range, so for typical logits most vectors skip them. The result is the exact argmax of the full
+// computation, ties included: a skipped z is strictly below the max.
 template <typename acc_t, int L>
-C10_ALWAYS_INLINE void argmax_step(RowArgmax<acc_t, L>& am, int h, const Vectorized<acc_t>& x,
-                                   const Vectorized<acc_t>& e, int64_t col, const DivideByTau<acc_t>& divide,
-                                   bool prune) {
+C10_ALWAYS_INLINE void argmax_step(RowArgmax<acc_t, L>& am, int h, const Vectorized<acc_t>& x, const uint32_t* w,
+                                   int64_t col, const DivideByTau<acc_t>& divide, bool prune) {
   if constexpr (std::is_same_v<acc_t, float>) {
+    const Vectorized<float> u = uniform_from_words(w);
     // zero_mask: a bit per lane where (bound < best) is false, i.e. a lane that might win.
-    if (prune && (divide(x + gumbel_upper_bound(e)) < am.best[h]).zero_mask() == 0) return;
+    if (prune && (divide(x + gumbel_upper_bound(exponential_lower_bound(u))) < am.best[h]).zero_mask() == 0) return;
+    am.update(h, divide(x + gumbel_from_exponential(exponential_from_uniform(u))), col);
+  } else {
+    am.update(h, divide(x + gumbel_from_exponential(exponential_from_words<acc_t>(w))), col);
   }
-  am.update(h, divide(x + gumbel_from_exponential(e)), col);
 }
 
 // Whether argmax_step may prune: the bound exists for fp32 only, and the division keeps its order for tau > 0.

@@ -27,9 +27,9 @@ std::vector<at::Tensor> philox_uniform_cpu(int64_t seed, const at::Tensor& rows,
 // returns [u (fp32, unclamped), g (fp32), g (fp64)].
 std::vector<at::Tensor> gumbel_from_words_cpu(const at::Tensor& words);
 
-// Checks gumbel_upper_bound >= the computed Gumbel value on every fp32 e in [lo, hi]: returns
-// [values checked, violations, max slack of the bound].
-std::vector<double> check_gumbel_bound(double lo, double hi);
+// Checks the hard forward's pruning bound (noise.h) against the computed Gumbel value for every word in
+// first_word, first_word + stride, ... <= last_word: returns [words checked, violations, max slack of the bound].
+std::vector<double> check_gumbel_bound(int64_t first_word, int64_t last_word, int64_t stride);
 
 // Lanes of at::vec::Vectorized<float> and <double> in this build, and its CPU_CAPABILITY.
 std::vector<int64_t> vec_sizes();

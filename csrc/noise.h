@@ -96,22 +96,31 @@ C10_ALWAYS_INLINE at::vec::Vectorized<double> log_positive(const at::vec::Vector
   return v.log();  // fp64 math keeps Sleef's log: fp64 inputs are not the speed target
 }
 
-// E = -log(u) for the Vec::size() words w, with u the contract's clamped uniform: an Exp(1) sample in
-// [6e-8, 21.5] (u in [2^-31, 1 - 2^-24]), so both logs of g = -log(E) see positive normal arguments
-// and g lies in [-3.07, 16.6]: finite for every word, including 0x00000000 and 0xFFFFFFFF.
+// The contract's clamped uniforms of Vec::size() words, in fp32: clamped_uniform_from_word in vector form
+// (the compiler leaves that scalar loop scalar). u = 0 becomes the smallest uniform.
+C10_ALWAYS_INLINE at::vec::Vectorized<float> uniform_from_words(const uint32_t* w) {
+  using Vf = at::vec::Vectorized<float>;
+  using Vi = at::vec::Vectorized<int32_t>;
+  const Vf scale(kUniformScale);
+  const Vi x = Vi::loadu(w);
+  return at::vec::maximum(at::vec::convert_to_fp_of_same_size<float>(x ^ (x >> Vi(31))) * scale, scale);
+}
+
+// E = -log(u): an Exp(1) sample in [6e-8, 21.5] (u in [2^-31, 1 - 2^-24]), so both logs of g = -log(E)
+// see positive normal arguments and g lies in [-3.07, 16.6]: finite for every word, 0 and 0xFFFFFFFF too.
+C10_ALWAYS_INLINE at::vec::Vectorized<float> exponential_from_uniform(const at::vec::Vectorized<float>& u) {
+  return at::vec::Vectorized<float>(0.0f) - log_positive(u);
+}
+
+// E for the Vec::size() words w, in the math dtype (fp64: from the same fp32 uniform, widened exactly).
 template <typename acc_t>
 C10_ALWAYS_INLINE at::vec::Vectorized<acc_t> exponential_from_words(const uint32_t* w) {
   using Vec = at::vec::Vectorized<acc_t>;
   if constexpr (std::is_same_v<acc_t, float>) {
-    // uniform_from_word in vector form (the compiler leaves the scalar loop scalar).
-    using Vi = at::vec::Vectorized<int32_t>;
-    const Vec scale(kUniformScale);
-    const Vi x = Vi::loadu(w);
-    const Vec u = at::vec::convert_to_fp_of_same_size<float>(x ^ (x >> Vi(31))) * scale;
-    return Vec(0.0f) - log_positive(at::vec::maximum(u, scale));  // u = 0 -> the smallest uniform
+    return exponential_from_uniform(uniform_from_words(w));
   } else {
     acc_t u[Vec::size()];
-    for (int j = 0; j < Vec::size(); ++j) u[j] = static_cast<acc_t>(clamped_uniform_from_word(w[j]));  // exact
+    for (int j = 0; j < Vec::size(); ++j) u[j] = static_cast<acc_t>(clamped_uniform_from_word(w[j]));
     return Vec(acc_t(0)) - log_positive(Vec::loadu(u));
   }
 }
@@ -121,12 +130,22 @@ C10_ALWAYS_INLINE at::vec::Vectorized<acc_t> gumbel_from_exponential(const at::v
   return at::vec::Vectorized<acc_t>(acc_t(0)) - log_positive(e);
 }
 
-// An upper bound on gumbel_from_exponential(e) for two vector ops, to skip that log where it cannot
-// matter (the hard forward's pruning). With e = 2^k m, m in [1, 2): log2(m) >= m - 1 (log2 is concave
-// and equal to m - 1 at both ends), so log2(e) >= k + m - 1 = bits(e) / 2^23 - 127, the bits read as an
-// integer; the bound is at most 0.086 * ln 2 = 0.06 above the true g. kMargin covers the rounding of
-// bits(e) to fp32 (<= 2^-16 ln 2 = 1.1e-5) and the error of the computed g (< 2e-6); the test
-// test_gumbel_bound checks the bound on every fp32 e in range.
+// Bounds for the hard forward's pruning (kernel_common.h, argmax_step): an upper bound on g from u in a
+// few vector ops and no log, tight where g is large (where an element can win an argmax) and loose where
+// it is small (where it cannot anyway). test_cpu checks it against the computed g for every uniform.
+//
+// A lower bound on E = -log(u): with t = 1 - u, -log(1 - t) = t + t^2/2 + t^3/3 + ..., all terms positive,
+// so the first three are a lower bound, within a factor 1 + t/4 of E.
+C10_ALWAYS_INLINE at::vec::Vectorized<float> exponential_lower_bound(const at::vec::Vectorized<float>& u) {
+  using Vf = at::vec::Vectorized<float>;
+  const Vf t = Vf(1.0f) - u;  // exact for u >= 1/2 (Sterbenz), where the bound matters
+  return t * at::vec::fmadd(t, at::vec::fmadd(t, Vf(1.0f / 3.0f), Vf(0.5f)), Vf(1.0f));
+}
+
+// An upper bound on -log(e) for e > 0 normal. With e = 2^k m, m in [1, 2): log2(m) >= m - 1 (log2 is
+// concave and equal to m - 1 at both ends), so log2(e) >= k + m - 1 = bits(e) / 2^23 - 127, the bits read
+// as an integer; this is at most 0.086 ln 2 = 0.06 above -log(e). kMargin covers the rounding of bits(e)
+// to fp32 (<= 2^-16 ln 2 = 1.1e-5), of the lower bound on E, and the error of the computed g (< 2e-6).
 C10_ALWAYS_INLINE at::vec::Vectorized<float> gumbel_upper_bound(const at::vec::Vectorized<float>& e) {
   using Vf = at::vec::Vectorized<float>;
   constexpr float kLn2 = 0.693147180559945f, kMargin = 1e-4f;

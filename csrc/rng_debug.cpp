@@ -1,5 +1,6 @@
 // Debug entry points that expose the kernels' own noise path (noise.h) word for word, so that the golden
 // tests (../shared/rng_golden.json) check the C++ Philox and uniforms bit for bit, not a re-implementation.
+#include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/ops/empty.h>
 
@@ -93,31 +94,39 @@ std::vector<at::Tensor> gumbel_from_words_cpu(const at::Tensor& words) {
   return {out[1].view({n}), out[2].view({n}), out[3].view({n})};  // the words are the input
 }
 
-std::vector<double> check_gumbel_bound(double lo, double hi) {
+std::vector<double> check_gumbel_bound(int64_t first_word, int64_t last_word, int64_t stride) {
   using Vf = at::vec::Vectorized<float>;
-  uint32_t bits_lo, bits_hi;
-  const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
-  std::memcpy(&bits_lo, &flo, 4);
-  std::memcpy(&bits_hi, &fhi, 4);
-  int64_t checked = 0, violations = 0;
-  double max_slack = 0;  // how far above g the bound may be: the cost of the pruning, not its correctness
-  float e[Vf::size()], g[Vf::size()], bound[Vf::size()];
-  for (uint32_t b = bits_lo; b <= bits_hi; b += Vf::size()) {
-    for (int j = 0; j < Vf::size(); ++j) {
-      const uint32_t bj = std::min(b + j, bits_hi);
-      std::memcpy(&e[j], &bj, 4);
+  TORCH_CHECK(0 <= first_word && first_word <= last_word && last_word <= 0xFFFFFFFFLL && stride >= 1,
+              "check_gumbel_bound: words in [0, 2^32), stride >= 1");
+  const int64_t n = (last_word - first_word) / stride + 1;  // words first_word + i * stride, i < n
+  constexpr int64_t kBlock = int64_t{1} << 20;
+  const int64_t blocks = (n - 1) / kBlock + 1;
+  std::vector<int64_t> violations(blocks, 0);
+  std::vector<double> slack(blocks, 0.0);  // how far above g the bound may be: the pruning's cost, not its safety
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    uint32_t w[Vf::size()];
+    float g[Vf::size()], bound[Vf::size()];
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t lo = blk * kBlock, hi = std::min(n - 1, lo + kBlock - 1);
+      for (int64_t v = lo; v <= hi; v += Vf::size()) {
+        for (int j = 0; j < Vf::size(); ++j) w[j] = static_cast<uint32_t>(first_word + std::min(v + j, hi) * stride);
+        const Vf u = uniform_from_words(w);
+        gumbel_from_exponential(exponential_from_uniform(u)).store(g);
+        gumbel_upper_bound(exponential_lower_bound(u)).store(bound);
+        for (int j = 0; j < Vf::size(); ++j) {
+          violations[blk] += !(bound[j] >= g[j]);
+          slack[blk] = std::max(slack[blk], static_cast<double>(bound[j]) - g[j]);
+        }
+      }
     }
-    const Vf ev = Vf::loadu(e);
-    gumbel_from_exponential(ev).store(g);
-    gumbel_upper_bound(ev).store(bound);
-    for (int j = 0; j < Vf::size(); ++j) {
-      violations += !(bound[j] >= g[j]);
-      max_slack = std::max(max_slack, static_cast<double>(bound[j]) - g[j]);
-    }
-    checked += Vf::size();
-    if (b > bits_hi - Vf::size()) break;  // no wrap-around at the top
+  });
+  int64_t total = 0;
+  double max_slack = 0;
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    total += violations[blk];
+    max_slack = std::max(max_slack, slack[blk]);
   }
-  return {static_cast<double>(checked), static_cast<double>(violations), max_slack};
+  return {static_cast<double>(n), static_cast<double>(total), max_slack};
 }
 
 std::vector<int64_t> vec_sizes() {
