@@ -12,25 +12,10 @@ import torch
 from gumbel_fused import train
 from gumbel_fused._checkpoint import load_checkpoint
 
-# A few hundred mnist-5k digits and a cheap evaluation: each epoch takes a fraction of a second.
-QUICK = [
-    "--dataset",
-    "mnist-5k",
-    "--limit-train",
-    "400",
-    "--limit-test",
-    "100",
-    "--iw-samples",
-    "5",
-    "--iw-subset",
-    "100",
-    "--anneal-every",
-    "2",
-    "--anneal-rate",
-    "0.05",
-    "--seed",
-    "3",
-]
+from .helpers import QUICK_TRAIN_ARGS
+
+# Annealing every 2 steps, so that short runs exercise the schedule.
+QUICK = [*QUICK_TRAIN_ARGS, "--anneal-every", "2", "--anneal-rate", "0.05", "--seed", "3"]
 
 
 def run_main(out, *extra: str) -> int:

@@ -12,20 +12,9 @@ import torch
 
 from gumbel_fused._checkpoint import load_checkpoint
 
-QUICK = [
-    "--dataset",
-    "mnist-5k",
-    "--limit-train",
-    "400",
-    "--limit-test",
-    "100",
-    "--iw-samples",
-    "5",
-    "--iw-subset",
-    "100",
-    "--seed",
-    "5",
-]
+from .helpers import QUICK_TRAIN_ARGS
+
+QUICK = [*QUICK_TRAIN_ARGS, "--seed", "5"]
 
 
 def torchrun(out, *extra: str) -> subprocess.CompletedProcess:
