@@ -72,7 +72,6 @@ RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& pb, const Operand<const scala
                              const uint64_t* row_base) {
   using Vec = Vectorized<acc_t>;
   const DivideByTau<acc_t> divide(pb.tau);
-  const bool prune = can_prune(pb.tau);
   RowArgmax<acc_t> am;
   uint32_t words[4 * kWordStride];
   acc_t xb[kChunk][kLanes];
@@ -80,6 +79,7 @@ RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& pb, const Operand<const scala
     const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
     load_chunk(x.data, rows, x.s1, c0, nc, xb);
     draw_chunk_words(pb.key, row_base, c0, nc, words);
+    const bool prune = can_prune(pb.tau, c0);
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
         const int at = h * Vec::size();

@@ -39,7 +39,6 @@ void hard_wide_tile(const Problem<float>& pb, const Operand<const scalar_t>& x, 
   using Vec = Vectorized<float>;
   constexpr int kBlock = 64;  // counters a Philox call: its register blocking (philox.h)
   const DivideByTau<float> divide(pb.tau);
-  const bool prune = can_prune(pb.tau);
   const int64_t r0 = o * pb.inner + i0;
   RowArgmax<float, kWide> am;
   uint32_t words[4 * kWide];  // word k of counter (r0 + j) * groups + q at words[k * kWide + j]
@@ -62,7 +61,7 @@ void hard_wide_tile(const Problem<float>& pb, const Operand<const scalar_t>& x, 
       std::fill_n(out.data + o * out.s0 + c * out.s1 + i0, kWide, scalar_t(0));
       for (int h = 0; h < RowArgmax<float, kWide>::H; ++h) {
         const int at = h * Vec::size();
-        argmax_step(am, h, load_float(xc + at), words + k * kWide + at, c, divide, prune);
+        argmax_step(am, h, load_float(xc + at), words + k * kWide + at, c, divide, can_prune(pb.tau, c));
       }
     }
   }

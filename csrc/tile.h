@@ -35,6 +35,12 @@ struct TileRows {
 inline TileRows tile_rows(int64_t r0, int count, int64_t inner, int64_t s0, int64_t s2) {
   TileRows t;
   t.count = count;
+  if (inner == 1) {  // rows are the outer index: equally spaced, and no division (small K pays for it)
+    for (int j = 0; j < kLanes; ++j) t.offset[j] = (r0 + std::min(j, count - 1)) * s0;
+    t.lane_stride = s0;
+    t.regular = true;
+    return t;
+  }
   int64_t o = r0 / inner, i = r0 % inner;
   for (int j = 0; j < kLanes; ++j) {
     t.offset[j] = o * s0 + i * s2;
@@ -80,8 +86,20 @@ C10_ALWAYS_INLINE void load_chunk(const scalar_t* data, const TileRows& rows, in
     return;
   }
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
-    if (full && col_stride == 1 && nc == kChunk) {  // row-major: rows contiguous, transpose a block
-      transpose_16x16(data + rows.offset[0] + c0, rows.lane_stride, &buf[0][0], kLanes);
+    if (full && col_stride == 1) {  // row-major: rows contiguous, transpose a block
+      if (nc == kChunk) {
+        transpose_16x16(data + rows.offset[0] + c0, rows.lane_stride, &buf[0][0], kLanes);
+      } else {  // a row's last columns (all of them for K < 16): partial loads, then the same transpose
+        using Vf = at::vec::Vectorized<float>;
+        float block[kLanes][kChunk], cols[kChunk][kLanes];
+        for (int j = 0; j < kLanes; ++j) {
+          for (int h = 0; h < kChunk; h += Vf::size()) {  // zero-filled past nc
+            Vf::loadu(data + rows.offset[j] + c0 + h, std::clamp(nc - h, 0, Vf::size())).store(block[j] + h);
+          }
+        }
+        transpose_16x16(&block[0][0], kChunk, &cols[0][0], kLanes);
+        std::copy_n(&cols[0][0], nc * kLanes, &buf[0][0]);  // buf may hold just nc columns
+      }
       return;
     }
   }
