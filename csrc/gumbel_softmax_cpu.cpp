@@ -149,8 +149,9 @@ void normalized_chunks(const Problem<acc_t>& pb, const acc_t* ybuf, const Vector
 // The tile functions are kept out of line: one call per 16 x K elements costs nothing, and it keeps each
 // one's register allocation independent of the others' (inlined together, they measurably slowed down).
 template <typename scalar_t, typename acc_t>
-C10_NOINLINE void hard_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
-                   const TileRows& rx, const TileRows& ry, const uint64_t* row_base) {
+C10_NOINLINE void hard_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x,
+                                const Operand<scalar_t>& out, const TileRows& rx, const TileRows& ry,
+                                const uint64_t* row_base) {
   using Vec = Vectorized<acc_t>;
   using Arg = RowArgmax<acc_t>;
   const Arg am = argmax_tile<scalar_t, acc_t>(pb, x, rx, row_base);
@@ -182,8 +183,9 @@ C10_NOINLINE void hard_fwd_tile(const Problem<acc_t>& pb, const Operand<const sc
 }
 
 template <typename scalar_t, typename acc_t>
-C10_NOINLINE void soft_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
-                   const TileRows& rx, const TileRows& ry, const uint64_t* row_base, acc_t* scratch) {
+C10_NOINLINE void soft_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x,
+                                const Operand<scalar_t>& out, const TileRows& rx, const TileRows& ry,
+                                const uint64_t* row_base, acc_t* scratch) {
   using Vec = Vectorized<acc_t>;
   constexpr int H = kLanes / Vec::size();
   const Scratch<acc_t> buf(pb, scratch);

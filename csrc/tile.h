@@ -130,7 +130,9 @@ C10_ALWAYS_INLINE void store_chunk(scalar_t* data, const TileRows& rows, int64_t
     }
   }
   for (int c = 0; c < nc; ++c) {
-    for (int j = 0; j < rows.count; ++j) data[rows.offset[j] + (c0 + c) * col_stride] = static_cast<scalar_t>(buf[c][j]);
+    for (int j = 0; j < rows.count; ++j) {
+      data[rows.offset[j] + (c0 + c) * col_stride] = static_cast<scalar_t>(buf[c][j]);
+    }
   }
 }
 
