@@ -14,11 +14,11 @@ How it builds and loads:
   ``torch.backends.cpu.get_cpu_capability()`` (which honours ``ATEN_CPU_CAPABILITY``), so a cache
   shared between machines never runs an instruction the CPU lacks; only the chosen one is built.
   No ``-march=native``, no ``-ffast-math``.
-* The extension name carries a digest of the sources, flags and torch version. A cached build is
-  therefore never stale, and when its library exists it is imported directly (a few ms), skipping
-  ``cpp_extension`` and its ninja check. Building and that check both happen under the build
-  directory's lock (``cpp_extension`` takes the same file lock around its build), so concurrent
-  processes wait for one build and then load it, and a half-written library is never imported.
+* The extension name carries a digest of every file in ``csrc/``, the flags and the torch and Python
+  versions. A cached build is therefore never stale, and when its library exists it is imported
+  directly (tens of ms), with no compiler or ninja run. That check happens under the build
+  directory's lock, the one ``cpp_extension.load`` holds while it builds, so concurrent processes
+  wait for one build and then load it, and a half-written library is never imported.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-_SOURCES = ("bindings.cpp", "gumbel_softmax_cpu.cpp", "rng_debug.cpp")
-_HEADERS = ("hard_wide.h", "kernel_common.h", "kernels.h", "noise.h", "philox.h", "tile.h")
+_SOURCES = ("bindings.cpp", "gumbel_softmax_cpu.cpp", "rng_debug.cpp")  # translation units; the rest are headers
 
 # Per-ISA flags, as ATen compiles its own CPU_CAPABILITY kernels (cmake/Codegen.cmake). torch reports
 # AVX2 only when the CPU has AVX2 and FMA, and AVX512 only with AVX512 F/BW/VL/DQ and FMA.
@@ -68,8 +67,9 @@ def build_flags(variant: str) -> list[str]:
 def extension_name(variant: str) -> str:
     """``gumbel_fused_cpu_<variant>_<digest>``: the digest covers everything the binary depends on."""
     digest = hashlib.sha256()
-    for name in (*_SOURCES, *_HEADERS):
-        digest.update(name.encode() + b"\0" + (CSRC / name).read_bytes())
+    for path in sorted(CSRC.iterdir()):
+        if path.suffix in (".h", ".cpp"):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
     digest.update(" ".join(build_flags(variant) + _LDFLAGS).encode())
     digest.update(f"{torch.__version__} {sys.version_info[:2]}".encode())
     return f"gumbel_fused_cpu_{variant.lower()}_{digest.hexdigest()[:12]}"
