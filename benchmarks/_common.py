@@ -223,6 +223,39 @@ def run_timed(benchmark, fn: Callable[[], object], device: str, budget: Budget, 
     return benchmark.stats.stats.median
 
 
+def describe_benchmark(
+    benchmark,
+    *,
+    suite: str,
+    group: str,
+    impl: str,
+    device: str,
+    shape_name: str,
+    shape,
+    dim: int,
+    dtype_name: str,
+    direction: str,
+    mode: str,
+) -> None:
+    """Name a benchmark by its implementation, put it in ``group``, and record what it ran in ``extra_info``
+    (with the CPU backend in use, for the fused op on CPU): the keys the report reads."""
+    benchmark.group = group
+    benchmark.name = impl_label(impl, device)
+    benchmark.extra_info.update(
+        suite=suite,
+        impl=benchmark.name,
+        device=device,
+        shape_name=shape_name,
+        shape=list(shape),
+        dim=dim,
+        dtype=dtype_name,
+        direction=direction,
+        mode=mode,
+    )
+    if impl == "fused" and device == "cpu":
+        benchmark.extra_info["backend"] = cpu_backend()
+
+
 def record_throughput(benchmark, median: float | None, numel: int, nbytes: int) -> None:
     """Add elements/s and GB/s (from the median) to ``extra_info`` beside the raw counts."""
     benchmark.extra_info.update(numel=numel, bytes=nbytes)

@@ -17,9 +17,8 @@ from _common import (
     MODES,
     SHAPES,
     bytes_moved,
-    cpu_backend,
+    describe_benchmark,
     devices,
-    impl_label,
     make_logits,
     record_throughput,
     run_timed,
@@ -40,21 +39,19 @@ def test_gumbel_softmax(benchmark, bench_config, device, shape_name, dtype_name,
     x = make_logits(shape, dtype, device, requires_grad=direction == "fwd+bwd")
     fn = sampler(impl, device, shape, dtype, hard)
 
-    benchmark.group = f"{device} {shape_name} {tuple(shape)} {dtype_name} {direction} {mode}"
-    benchmark.name = impl_label(impl, device)
-    benchmark.extra_info.update(
+    describe_benchmark(
+        benchmark,
         suite="gumbel",
-        impl=impl_label(impl, device),
+        group=f"{device} {shape_name} {tuple(shape)} {dtype_name} {direction} {mode}",
+        impl=impl,
         device=device,
         shape_name=shape_name,
-        shape=list(shape),
+        shape=shape,
         dim=dim,
-        dtype=dtype_name,
+        dtype_name=dtype_name,
         direction=direction,
         mode=mode,
     )
-    if impl == "fused" and device == "cpu":
-        benchmark.extra_info["backend"] = cpu_backend()
     numel = math.prod(shape)
     median = run_timed(benchmark, step_fn(fn, x, hard, dim, direction), device, bench_config.budget(device))
     record_throughput(benchmark, median, numel, bytes_moved(numel, dtype, direction))

@@ -28,7 +28,7 @@ from collections import Counter
 
 import pytest
 import torch
-from _common import IMPLS, MODES, SHAPES, cpu_backend, devices, impl_label, make_logits, sampler, step_fn
+from _common import IMPLS, MODES, SHAPES, describe_benchmark, devices, make_logits, sampler, step_fn
 from torch.profiler import ProfilerActivity, profile
 
 
@@ -98,24 +98,24 @@ def test_memory(benchmark, bench_config, device, shape_name, mode, impl):
         peak = peak_bytes_cuda(step) if device == "cuda" else peak_bytes_cpu(step)
         return peak, saved
 
-    benchmark.group = f"memory {device} {shape_name} {tuple(shape)} fp32 fwd+bwd {mode}"
-    benchmark.name = impl_label(impl, device)
+    describe_benchmark(
+        benchmark,
+        suite="memory",
+        group=f"memory {device} {shape_name} {tuple(shape)} fp32 fwd+bwd {mode}",
+        impl=impl,
+        device=device,
+        shape_name=shape_name,
+        shape=shape,
+        dim=dim,
+        dtype_name="fp32",
+        direction="fwd+bwd",
+        mode=mode,
+    )
     peak, saved = benchmark.pedantic(measure, rounds=1, iterations=1)
     numel = math.prod(shape)
     benchmark.extra_info.update(
-        suite="memory",
-        impl=impl_label(impl, device),
-        device=device,
-        shape_name=shape_name,
-        shape=list(shape),
-        dim=dim,
-        dtype="fp32",
-        direction="fwd+bwd",
-        mode=mode,
         numel=numel,
         peak_bytes=peak,
         peak_per_input=peak / (numel * dtype.itemsize),  # in units of the logits' size
         saved_bytes=saved,
     )
-    if impl == "fused" and device == "cpu":
-        benchmark.extra_info["backend"] = cpu_backend()
