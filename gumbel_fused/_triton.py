@@ -20,6 +20,8 @@ import triton
 import triton.language as tl
 from triton.language.random import randint4x, uint_to_uniform_float
 
+from .reference import math_dtype
+
 # Largest row handled in registers by one program, and the chunk used beyond it. A 16K tile is 32
 # values a thread at 16 warps; ptxas fits it in 128 registers for sm_90 without spilling.
 MAX_SINGLE_BLOCK = 16384
@@ -332,8 +334,7 @@ def launch_config(n_rows: int, n_cols: int, inner: int, fp64: bool = False) -> d
     return dict(BLOCK_R=block_r, BLOCK_K=block_k, SINGLE_PASS=block_k >= n_cols, num_warps=num_warps)
 
 
-def _math_dtype(dtype: torch.dtype) -> tl.dtype:
-    return tl.float64 if dtype == torch.float64 else tl.float32
+_TL_DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64}
 
 
 def _launch(kernel, inputs: tuple, seed, tau, wrap, **constexprs):
@@ -347,11 +348,12 @@ def _launch(kernel, inputs: tuple, seed, tau, wrap, **constexprs):
     if out.numel() == 0:
         return out
     n_rows = outer * inner
-    config = launch_config(n_rows, n_cols, inner, fp64=like.dtype == torch.float64)
+    math = math_dtype(like.dtype)
+    config = launch_config(n_rows, n_cols, inner, fp64=math == torch.float64)
     strides = [stride for tensor in inputs for stride in tensor.stride()]
     wrap(kernel)[(triton.cdiv(n_rows, config["BLOCK_R"]),)](
         *inputs, out, seed, tau, n_rows, n_cols, inner, *strides,
-        MATH_DTYPE=_math_dtype(like.dtype), **config, **constexprs,
+        MATH_DTYPE=_TL_DTYPES[math], **config, **constexprs,
     )
     return out
 
