@@ -1,8 +1,7 @@
-"""gumbel-fused: a fused, reproducible Gumbel-softmax for PyTorch."""
+"""gumbel-fused: fused, reproducible Gumbel sampling for PyTorch."""
 
 from .functional import draw_seed, gumbel_softmax
 from .modules import GumbelSoftmax
-from .vae import CategoricalVAE
 
-__all__ = ["gumbel_softmax", "draw_seed", "GumbelSoftmax", "CategoricalVAE"]
-__version__ = "0.1.0"
+__all__ = ["GumbelSoftmax", "draw_seed", "gumbel_softmax"]
+__version__ = "0.2.0"

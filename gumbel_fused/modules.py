@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .functional import _check_tau, gumbel_softmax
+from ._api._args import check_temperature
+from .functional import gumbel_softmax
 
 
 class GumbelSoftmax(nn.Module):
@@ -18,7 +19,7 @@ class GumbelSoftmax(nn.Module):
 
     def __init__(self, tau: float = 1.0, hard: bool = False, dim: int = -1, sample_in_eval: bool = False):
         super().__init__()
-        _check_tau(tau)
+        check_temperature("GumbelSoftmax", "tau", tau)
         self.tau, self.hard, self.dim, self.sample_in_eval = float(tau), bool(hard), dim, sample_in_eval
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+DATA = Path(__file__).resolve().parent / "data"
 # Triton runs on CUDA when there is a GPU, else interpreted on CPU tensors.
 TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -30,8 +30,5 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
 @pytest.fixture(scope="session")
 def rng_golden() -> dict:
-    """Philox words and uniforms produced by Triton itself for the RNG contract."""
-    path = SHARED / "rng_golden.json"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the golden RNG values ship in ../shared beside the checkout")
-    return json.loads(path.read_text())
+    """Philox words and uniforms produced by Triton itself for the RNG contract (data/make_rng_golden.py)."""
+    return json.loads((DATA / "rng_golden.json").read_text())

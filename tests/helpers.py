@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from gumbel_fused import _ops, _triton
+from gumbel_fused._ops import gumbel_softmax as ops
+from gumbel_fused._triton import gumbel_softmax as triton_kernels
 from gumbel_fused.reference import (
     gumbel_from_uniform_ref,
     gumbel_softmax_bwd_ref,
@@ -38,8 +39,8 @@ def run_fwd(backend: str, logits3d: torch.Tensor, seed: int, tau: float, hard: b
     if backend == "reference":
         return gumbel_softmax_fwd_ref(x, s, t, hard)
     if backend == "cpu":
-        return _ops.gumbel_softmax_fwd(x, s, t, hard)
-    return _triton.gumbel_softmax_fwd(x, s, t, hard).cpu()
+        return ops.gumbel_softmax_fwd(x, s, t, hard)
+    return triton_kernels.gumbel_softmax_fwd(x, s, t, hard).cpu()
 
 
 def run_bwd(backend: str, grad, saved, seed: int, tau: float, recompute: bool) -> torch.Tensor:
@@ -49,8 +50,8 @@ def run_bwd(backend: str, grad, saved, seed: int, tau: float, recompute: bool) -
     if backend == "reference":
         return gumbel_softmax_bwd_ref(grad, saved, s, t, recompute)
     if backend == "cpu":
-        return _ops.gumbel_softmax_bwd(grad, saved, s, t, recompute)
-    return _triton.gumbel_softmax_bwd(grad, saved, s, t, recompute).cpu()
+        return ops.gumbel_softmax_bwd(grad, saved, s, t, recompute)
+    return triton_kernels.gumbel_softmax_bwd(grad, saved, s, t, recompute).cpu()
 
 
 def eager_soft(logits3d: torch.Tensor, seed: int, tau: float, dtype: torch.dtype) -> torch.Tensor:

@@ -49,8 +49,21 @@ def test_opcheck_on_cuda():
     torch.library.opcheck(ops.gumbel_softmax_bwd.default, (grad, saved, seed, tau, True))
 
 
-def test_default_generator_stays_on_device():
-    # No host sync: the seed is drawn on the GPU from the CUDA generator.
+def test_forward_and_backward_never_sync_with_the_host():
+    # The seed is drawn on the GPU from the CUDA generator and tau travels as a device tensor: a
+    # synchronizing call anywhere in either direction raises under sync debug mode "error".
+    x = torch.randn(8, 10, device="cuda", requires_grad=True)
+    gumbel_softmax(x, 0.5, hard=True).sum().backward()  # first call: imports and compiles outside the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for hard in (False, True):
+            (gumbel_softmax(x, 0.5, hard) * torch.arange(10.0, device="cuda")).sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_default_generator_governs_the_samples():
     x = torch.randn(8, 10, device="cuda")
     torch.cuda.manual_seed(0)
     a = gumbel_softmax(x)

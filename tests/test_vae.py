@@ -15,7 +15,7 @@ from gumbel_fused import data as datasets
 from gumbel_fused.train import temperature
 from gumbel_fused.vae import CategoricalVAE, resolve_gumbel_softmax
 
-from .conftest import SHARED
+from .conftest import DATA as SHARED
 
 
 def tiny_vae(**kwargs) -> CategoricalVAE:

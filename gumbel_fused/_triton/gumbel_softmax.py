@@ -6,75 +6,18 @@ Forward, per logical row: Philox words -> uniforms -> Gumbel noise -> (x + g) / 
 the logits once (twice for rows longer than one block) and writes the output once, and stores no
 noise: the backward regenerates it from the seed.
 
-Each program handles a ``[BLOCK_R, BLOCK_K]`` tile: BLOCK_R logical rows by BLOCK_K categories.
 Rows that fit one block are done in registers (``SINGLE_PASS``); longer rows loop over K with an
-online max/sum (Milakov & Gimelshein 2018, arXiv:1805.02867) and a second pass to write. When the
-categories are not the innermost dimension (``inner > 1``, e.g. the dVAE's (B, K, H, W) with
-dim=1) consecutive rows are adjacent in memory, so a tall tile keeps the loads coalesced.
+online max/sum (Milakov & Gimelshein 2018, arXiv:1805.02867) and a second pass to write. Tiles and
+launch configuration: ``tiles.py``; noise: ``rng.py``.
 """
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
-from triton.language.random import randint4x, uint_to_uniform_float
 
-from .reference import math_dtype
-
-# Largest row handled in registers by one program, and the chunk used beyond it. A 16K tile is 32
-# values a thread at 16 warps; ptxas fits it in 128 registers for sm_90 without spilling.
-MAX_SINGLE_BLOCK = 16384
-MULTI_BLOCK_K = 4096
-# Rows are grouped until a tile holds this many elements, so small-K shapes such as (200000, 10)
-# still give each program enough work to hide memory latency.
-TILE_ELEMENTS = 4096
-# The smallest nonzero contract uniform (2**-31 after rounding): u = 0 maps here, so g stays finite.
-MIN_UNIFORM = tl.constexpr(4.6566127342e-10)
-
-
-@triton.jit
-def _contract_uniforms(seed, rows, col0, n_groups, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Uniforms of the RNG contract for columns [col0, col0 + BLOCK_K) of ``rows``: [BLOCK_R, BLOCK_K] fp32.
-
-    Element (r, c) takes word c % 4 of ``randint4x(seed, r * n_groups + c // 4)``: one Philox call
-    yields the words of four neighbouring columns, which are interleaved back into column order.
-    """
-    groups = col0 // 4 + tl.arange(0, BLOCK_K // 4)
-    counter = rows[:, None] * n_groups + groups[None, :]  # int64: rows are int64
-    w0, w1, w2, w3 = randint4x(seed, counter)
-    # join(join(w0, w2), join(w1, w3)) has shape [R, G, 2, 2] with [.., j, i] = w[2j + i].
-    words = tl.join(tl.join(w0, w2), tl.join(w1, w3)).reshape(BLOCK_R, BLOCK_K)
-    return uint_to_uniform_float(words)
-
-
-@triton.jit
-def _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner):
-    """Element offsets and in-bounds mask of a tile of the ``(outer, K, inner)`` view."""
-    row_offsets = (rows // inner) * stride_outer + (rows % inner) * stride_inner
-    offsets = row_offsets[:, None] + cols[None, :] * stride_col
-    mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
-    return offsets, mask
-
-
-@triton.jit
-def _load_tile(
-    ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, other,
-    MATH_DTYPE: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    """Columns [col0, col0 + BLOCK_K) of ``rows`` of an ``(outer, K, inner)`` tensor, in MATH_DTYPE."""
-    cols = col0 + tl.arange(0, BLOCK_K)
-    offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner)
-    return tl.load(ptr + offsets, mask=mask, other=other).to(MATH_DTYPE)
-
-
-@triton.jit
-def _store_tile(ptr, values, rows, col0, n_rows, n_cols, inner, BLOCK_K: tl.constexpr):
-    """Store a tile into a contiguous ``(outer, K, inner)`` tensor, converting to its dtype."""
-    cols = col0 + tl.arange(0, BLOCK_K)
-    offsets, mask = _tile_offsets(rows, cols, n_rows, n_cols, inner, n_cols * inner, inner, 1)
-    tl.store(ptr + offsets, values.to(ptr.dtype.element_ty), mask=mask)
-
+from .rng import gumbel_noise
+from .tiles import launch_rowwise, load_tile, store_tile
 
 @triton.jit
 def _perturbed_logits(
@@ -86,13 +29,11 @@ def _perturbed_logits(
 
     Out-of-bounds elements are -inf, so they never win the max and add 0 to the sum.
     """
-    x = _load_tile(
+    x = load_tile(
         x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
         MATH_DTYPE, BLOCK_K,
     )
-    u = _contract_uniforms(seed, rows, col0, n_groups, BLOCK_R, BLOCK_K)
-    g = -tl.log(-tl.log(tl.maximum(u, MIN_UNIFORM).to(MATH_DTYPE)))
-    return (x + g) / tau
+    return (x + gumbel_noise(seed, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)) / tau
 
 
 @triton.jit
@@ -166,7 +107,7 @@ def _soft_sample_chunk(
         y = tl.exp(z - _safe_shift(row_max)[:, None]) / row_sum[:, None]
         y = tl.where(invalid[:, None], float("nan"), y)
     else:
-        y = _load_tile(
+        y = load_tile(
             saved_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, 0.0,
             MATH_DTYPE, BLOCK_K,
         )
@@ -208,7 +149,7 @@ def _gumbel_softmax_fwd_kernel(
         y, row_argmax, invalid = _softmax_in_registers(z)
         if HARD:
             y = _one_hot(tl.arange(0, BLOCK_K), row_argmax, invalid)
-        _store_tile(out_ptr, y, rows, 0, n_rows, n_cols, inner, BLOCK_K)
+        store_tile(out_ptr, y, rows, 0, n_rows, n_cols, inner, BLOCK_K)
     else:
         row_max, row_sum, row_argmax, invalid = _row_stats(
             x_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
@@ -224,7 +165,7 @@ def _gumbel_softmax_fwd_kernel(
                     stride_outer, stride_col, stride_inner, row_max, row_sum, invalid,
                     True, MATH_DTYPE, BLOCK_R, BLOCK_K,
                 )
-            _store_tile(out_ptr, y, rows, col0, n_rows, n_cols, inner, BLOCK_K)
+            store_tile(out_ptr, y, rows, col0, n_rows, n_cols, inner, BLOCK_K)
 
 
 @triton.jit
@@ -259,16 +200,16 @@ def _gumbel_softmax_bwd_kernel(
             )
             y, _, _ = _softmax_in_registers(z)
         else:
-            y = _load_tile(
+            y = load_tile(
                 saved_ptr, rows, 0, n_rows, n_cols, inner, stride_saved_outer, stride_saved_col,
                 stride_saved_inner, 0.0, MATH_DTYPE, BLOCK_K,
             )
-        dy = _load_tile(
+        dy = load_tile(
             dy_ptr, rows, 0, n_rows, n_cols, inner, stride_dy_outer, stride_dy_col, stride_dy_inner, 0.0,
             MATH_DTYPE, BLOCK_K,
         )
         dx = y * (dy - tl.sum(dy * y, axis=1)[:, None]) / tau
-        _store_tile(dx_ptr, dx, rows, 0, n_rows, n_cols, inner, BLOCK_K)
+        store_tile(dx_ptr, dx, rows, 0, n_rows, n_cols, inner, BLOCK_K)
     else:
         # Rows longer than a block: (1, hard only) the row stats that regenerate y, (2) the dot
         # product sum(dy * y), (3) the gradient. y outside the row is exp(-inf) = 0.
@@ -288,107 +229,23 @@ def _gumbel_softmax_bwd_kernel(
                     stride_saved_outer, stride_saved_col, stride_saved_inner, row_max, row_sum, invalid,
                     RECOMPUTE, MATH_DTYPE, BLOCK_R, BLOCK_K,
                 )
-                dy = _load_tile(
+                dy = load_tile(
                     dy_ptr, rows, col0, n_rows, n_cols, inner, stride_dy_outer, stride_dy_col,
                     stride_dy_inner, 0.0, MATH_DTYPE, BLOCK_K,
                 )
                 if write_pass == 0:
                     dot += tl.sum(dy * y, axis=1)
                 else:
-                    _store_tile(dx_ptr, y * (dy - dot[:, None]) / tau, rows, col0, n_rows, n_cols, inner, BLOCK_K)
+                    store_tile(dx_ptr, y * (dy - dot[:, None]) / tau, rows, col0, n_rows, n_cols, inner, BLOCK_K)
 
 
-# ----------------------------------------------------------------------------------------------
-# Launchers. ``wrap`` is ``torch.library.wrap_triton`` when called from the custom op (so
-# torch.compile can trace the launch); tests call the launchers directly with CPU tensors under
-# TRITON_INTERPRET=1, where no wrapping is needed.
-# ----------------------------------------------------------------------------------------------
-
-
-def _no_wrap(kernel):
-    return kernel
-
-
-def launch_config(n_rows: int, n_cols: int, inner: int, fp64: bool = False) -> dict:
-    """Block sizes for a problem: whole rows in registers when they fit, else chunks of K.
-
-    With ``inner > 1`` consecutive rows are adjacent in memory, so the tile is made tall (at least
-    32 rows, 128 bytes of fp32) for coalesced loads, and K is chunked to keep the tile small. fp64 math
-    takes two registers a value, so its tiles are half as large.
-    """
-    shrink = 2 if fp64 else 1
-    tile_elements = TILE_ELEMENTS // shrink
-    full_k = max(4, triton.next_power_of_2(n_cols))
-    if inner == 1:
-        block_k = full_k if full_k <= MAX_SINGLE_BLOCK // shrink else MULTI_BLOCK_K // shrink
-        block_r = tile_elements // block_k
-    else:
-        # At most 64 categories wide: 32 x 64 when K is long (the backward's recomputing pass
-        # spills at 32 x 128), as many rows as fit otherwise.
-        block_k = min(full_k, 64)
-        block_r = 32 if block_k == 64 else tile_elements // block_k
-    block_r = max(1, min(block_r, triton.next_power_of_2(n_rows)))
-    # About 8 values a thread: the Philox words and int64 counters make each element costly in
-    # registers, and at 32 a thread ptxas spills (sm_90, see tests/test_triton_compile.py).
-    num_warps = min(16, max(4, block_r * block_k * shrink // 256))
-    return dict(BLOCK_R=block_r, BLOCK_K=block_k, SINGLE_PASS=block_k >= n_cols, num_warps=num_warps)
-
-
-_TL_DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64}
-
-
-def _launch(kernel, inputs: tuple, seed, tau, wrap, **constexprs):
-    """Launch ``kernel(*inputs, out, seed, tau, n_rows, n_cols, inner, *strides of inputs)``.
-
-    The last input (the logits, or the backward's saved tensor) fixes the result's shape and dtype.
-    """
-    like = inputs[-1]
-    outer, n_cols, inner = like.shape
-    out = like.new_empty(like.shape)
-    if out.numel() == 0:
-        return out
-    n_rows = outer * inner
-    math = math_dtype(like.dtype)
-    config = launch_config(n_rows, n_cols, inner, fp64=math == torch.float64)
-    strides = [stride for tensor in inputs for stride in tensor.stride()]
-    wrap(kernel)[(triton.cdiv(n_rows, config["BLOCK_R"]),)](
-        *inputs, out, seed, tau, n_rows, n_cols, inner, *strides,
-        MATH_DTYPE=_TL_DTYPES[math], **config, **constexprs,
-    )
-    return out
-
-
-def gumbel_softmax_fwd(logits, seed, tau, hard: bool, *, wrap=_no_wrap):
+def gumbel_softmax_fwd(logits, seed, tau, hard: bool):
     """Launch the forward kernel on ``(outer, K, inner)`` logits; returns a contiguous sample."""
-    return _launch(_gumbel_softmax_fwd_kernel, (logits,), seed, tau, wrap, HARD=hard)
+    return launch_rowwise(_gumbel_softmax_fwd_kernel, (logits,), seed, tau, HARD=hard)
 
 
-def gumbel_softmax_bwd(grad, saved, seed, tau, recompute: bool, *, wrap=_no_wrap):
+def gumbel_softmax_bwd(grad, saved, seed, tau, recompute: bool):
     """Launch the backward kernel; ``saved`` is the logits if ``recompute`` else the soft sample."""
-    return _launch(_gumbel_softmax_bwd_kernel, (grad, saved), seed, tau, wrap, RECOMPUTE=recompute)
+    return launch_rowwise(_gumbel_softmax_bwd_kernel, (grad, saved), seed, tau, RECOMPUTE=recompute)
 
 
-@triton.jit
-def _contract_uniforms_kernel(
-    seed_ptr,  # 0-dim int64 Philox seed
-    rows_ptr,  # (n,) int64 logical row indices
-    u_ptr,  # (n, K) fp32 output: the uniform of every element of those rows
-    n_cols,
-    BLOCK_K: tl.constexpr,
-):
-    # Exposes the forward kernel's own randomness (same helper, same tiling), so tests can check it
-    # bit for bit against the golden words and feed it to the eager formula.
-    pid = tl.program_id(0)
-    rows = tl.load(rows_ptr + pid + tl.arange(0, 1))
-    for col0 in range(0, n_cols, BLOCK_K):
-        u = _contract_uniforms(tl.load(seed_ptr), rows, col0, (n_cols + 3) // 4, 1, BLOCK_K)
-        cols = col0 + tl.arange(0, BLOCK_K)
-        tl.store(u_ptr + pid * n_cols + cols[None, :], u, mask=cols[None, :] < n_cols)
-
-
-def contract_uniforms(seed, rows, n_cols: int):
-    """The contract uniforms the kernels use for ``rows`` (int64 tensor): ``(len(rows), K)`` fp32."""
-    u = torch.empty((rows.numel(), n_cols), dtype=torch.float32, device=rows.device)
-    block_k = min(MULTI_BLOCK_K, max(4, triton.next_power_of_2(n_cols)))
-    _contract_uniforms_kernel[(rows.numel(),)](seed, rows, u, n_cols, BLOCK_K=block_k)
-    return u

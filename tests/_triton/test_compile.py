@@ -20,7 +20,8 @@ pytest.importorskip("triton.backends.nvidia")
 # (outer, K, inner, dtype) per launch branch.
 CASES = [
     (200000, 10, 1, "fp32"),  # many rows a tile
-    (4096, 1024, 1, "bf16"),  # whole rows in registers
+    (4096, 1024, 1, "bf16"),  # whole rows in registers, several rows a tile
+    (64, 10000, 1, "fp32"),  # whole rows in registers, the largest block (BLOCK_K=16384, 16 warps)
     (64, 131072, 1, "fp32"),  # online max/sum, two passes
     (8, 8192, 1024, "fp32"),  # dVAE layout: tall tiles over chunked K
     (100, 200, 1, "fp64"),  # fp64 math
@@ -32,12 +33,12 @@ _SCRIPT = textwrap.dedent(
     import triton, triton.language as tl
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from gumbel_fused import _triton as T
+    from gumbel_fused._triton import gumbel_softmax as T, tiles
 
     CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     MATH = {"fp32": tl.float32, "bf16": tl.float32, "fp64": tl.float64}
     outer, n_cols, inner, dtype = json.loads(sys.argv[1])
-    config = T.launch_config(outer * inner, n_cols, inner, fp64=dtype == 'fp64')
+    config = tiles.launch_config(outer * inner, n_cols, inner, fp64=dtype == 'fp64')
     num_warps = config.pop("num_warps")
     results = {}
     KERNELS = ((T._gumbel_softmax_fwd_kernel, 2, "HARD"), (T._gumbel_softmax_bwd_kernel, 3, "RECOMPUTE"))

@@ -1,0 +1,41 @@
+"""The one dispatch point: which kernel runs an op on which device.
+
+* CPU: the op's C++ entry point (``csrc/``, built on first use by ``gumbel_fused._cpu``), or the reference
+  when the C++ kernels could not be built (``_cpu`` then warned once).
+* CUDA: the op's Triton launcher, from ``gumbel_fused._triton.<module>``, imported on first use.
+* Any other device: the reference, which is the op's own body (``custom_op``'s default kernel).
+
+The C++ entry points take scalars as C++ doubles: the ops' 0-dim floating tensors (tau) are read with
+``item()``, which on a CPU tensor costs no sync.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import torch
+
+from .. import _cpu
+
+
+def _cpp_arguments(args: tuple) -> tuple:
+    return tuple(a.item() if isinstance(a, torch.Tensor) and a.dim() == 0 and a.is_floating_point() else a for a in args)
+
+
+def register_kernels(op, reference: Callable, *, cpp: str, triton: str) -> None:
+    """Give ``op`` its CPU kernel (C++ entry ``cpp``) and CUDA kernel (``triton`` = ``"module.launcher"``
+    under ``gumbel_fused._triton``); ``reference`` serves CPU when the C++ kernels are unavailable."""
+    triton_module, triton_launcher = triton.rsplit(".", 1)
+
+    @op.register_kernel("cpu")
+    def _cpu_kernel(*args):
+        kernels = _cpu.load_cpu_kernels()
+        if kernels is None:
+            return reference(*args)
+        return getattr(kernels, cpp)(*_cpp_arguments(args))
+
+    @op.register_kernel("cuda")
+    def _cuda_kernel(*args):
+        module = importlib.import_module(f"gumbel_fused._triton.{triton_module}")
+        return getattr(module, triton_launcher)(*args)

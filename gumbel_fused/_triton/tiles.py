@@ -1,0 +1,101 @@
+"""Tile helpers shared by every Triton op: addressing an ``(outer, K, inner)`` view, block sizes, launch.
+
+Each program handles a ``[BLOCK_R, BLOCK_K]`` tile: BLOCK_R logical rows by BLOCK_K categories. When the
+categories are not the innermost dimension (``inner > 1``, e.g. the dVAE's (B, K, H, W) with dim=1)
+consecutive rows are adjacent in memory, so a tall tile keeps the loads coalesced.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..reference.rng import math_dtype
+
+# Largest row handled in registers by one program, and the chunk used beyond it. A 16K tile is 32
+# values a thread at 16 warps; ptxas fits it in 128 registers for sm_90 without spilling
+# (tests/_triton/test_compile.py compiles this branch).
+MAX_SINGLE_BLOCK = 16384
+MULTI_BLOCK_K = 4096
+# Rows are grouped until a tile holds this many elements, so small-K shapes such as (200000, 10)
+# still give each program enough work to hide memory latency.
+TILE_ELEMENTS = 4096
+
+
+@triton.jit
+def tile_offsets(rows, cols, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner):
+    """Element offsets and in-bounds mask of a tile of the ``(outer, K, inner)`` view."""
+    row_offsets = (rows // inner) * stride_outer + (rows % inner) * stride_inner
+    offsets = row_offsets[:, None] + cols[None, :] * stride_col
+    mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
+    return offsets, mask
+
+
+@triton.jit
+def load_tile(
+    ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, other,
+    MATH_DTYPE: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Columns [col0, col0 + BLOCK_K) of ``rows`` of an ``(outer, K, inner)`` tensor, in MATH_DTYPE."""
+    cols = col0 + tl.arange(0, BLOCK_K)
+    offsets, mask = tile_offsets(rows, cols, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner)
+    return tl.load(ptr + offsets, mask=mask, other=other).to(MATH_DTYPE)
+
+
+@triton.jit
+def store_tile(ptr, values, rows, col0, n_rows, n_cols, inner, BLOCK_K: tl.constexpr):
+    """Store a tile into a contiguous ``(outer, K, inner)`` tensor, converting to its dtype."""
+    cols = col0 + tl.arange(0, BLOCK_K)
+    offsets, mask = tile_offsets(rows, cols, n_rows, n_cols, inner, n_cols * inner, inner, 1)
+    tl.store(ptr + offsets, values.to(ptr.dtype.element_ty), mask=mask)
+
+
+def launch_config(n_rows: int, n_cols: int, inner: int, fp64: bool = False) -> dict:
+    """Block sizes for a problem: whole rows in registers when they fit, else chunks of K.
+
+    With ``inner > 1`` consecutive rows are adjacent in memory, so the tile is made tall (at least
+    32 rows, 128 bytes of fp32) for coalesced loads, and K is chunked to keep the tile small. fp64 math
+    takes two registers a value, so its tiles are half as large.
+    """
+    shrink = 2 if fp64 else 1
+    tile_elements = TILE_ELEMENTS // shrink
+    full_k = max(4, triton.next_power_of_2(n_cols))
+    if inner == 1:
+        block_k = full_k if full_k <= MAX_SINGLE_BLOCK // shrink else MULTI_BLOCK_K // shrink
+        block_r = tile_elements // block_k
+    else:
+        # At most 64 categories wide: 32 x 64 when K is long (the backward's recomputing pass
+        # spills at 32 x 128), as many rows as fit otherwise.
+        block_k = min(full_k, 64)
+        block_r = 32 if block_k == 64 else tile_elements // block_k
+    block_r = max(1, min(block_r, triton.next_power_of_2(n_rows)))
+    # About 8 values a thread: the Philox words and int64 counters make each element costly in
+    # registers, and at 32 a thread ptxas spills (sm_90, see tests/test_triton_compile.py).
+    num_warps = min(16, max(4, block_r * block_k * shrink // 256))
+    return dict(BLOCK_R=block_r, BLOCK_K=block_k, SINGLE_PASS=block_k >= n_cols, num_warps=num_warps)
+
+
+TL_DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64}
+
+
+def launch_rowwise(kernel, inputs: tuple, seed, tau, **constexprs):
+    """Launch ``kernel(*inputs, out, seed, tau, n_rows, n_cols, inner, *strides of inputs)`` over row tiles.
+
+    The last input (the logits, or the backward's saved tensor) fixes the result's shape and dtype; the
+    result is a new contiguous ``(outer, K, inner)`` tensor.
+    """
+    like = inputs[-1]
+    outer, n_cols, inner = like.shape
+    out = like.new_empty(like.shape)
+    if out.numel() == 0:
+        return out
+    n_rows = outer * inner
+    math = math_dtype(like.dtype)
+    config = launch_config(n_rows, n_cols, inner, fp64=math == torch.float64)
+    strides = [stride for tensor in inputs for stride in tensor.stride()]
+    kernel[(triton.cdiv(n_rows, config["BLOCK_R"]),)](
+        *inputs, out, seed, tau, n_rows, n_cols, inner, *strides,
+        MATH_DTYPE=TL_DTYPES[math], **config, **constexprs,
+    )
+    return out
