@@ -23,19 +23,33 @@ def _cpp_arguments(args: tuple) -> tuple:
     return tuple(a.item() if isinstance(a, torch.Tensor) and a.dim() == 0 and a.is_floating_point() else a for a in args)
 
 
-def register_kernels(op, reference: Callable, *, cpp: str, triton: str) -> None:
-    """Give ``op`` its CPU kernel (C++ entry ``cpp``) and CUDA kernel (``triton`` = ``"module.launcher"``
-    under ``gumbel_fused._triton``); ``reference`` serves CPU when the C++ kernels are unavailable."""
+# The one library of the project's ops. ``Library.define`` + ``impl`` rather than ``custom_op``: custom_op
+# wraps each kernel in a dynamo-disabling shim that imports torch._dynamo on the first call (about 2 s).
+LIBRARY = torch.library.Library("gumbel_fused", "DEF")
+
+
+def define_op(schema: str, reference: Callable, *, cpp: str, triton: str):
+    """Define ``gumbel_fused::<schema>`` and give it its kernels; returns the op (``torch.ops.gumbel_fused.<name>``).
+
+    ``cpp`` names the C++ entry point that serves CPU tensors, ``triton`` the ``"module.launcher"`` under
+    ``gumbel_fused._triton`` that serves CUDA tensors; ``reference`` serves every other device, and CPU
+    when the C++ kernels are unavailable.
+    """
+    name = schema.split("(", 1)[0]
     triton_module, triton_launcher = triton.rsplit(".", 1)
 
-    @op.register_kernel("cpu")
-    def _cpu_kernel(*args):
+    def cpu_kernel(*args):
         kernels = _cpu.load_cpu_kernels()
         if kernels is None:
             return reference(*args)
         return getattr(kernels, cpp)(*_cpp_arguments(args))
 
-    @op.register_kernel("cuda")
-    def _cuda_kernel(*args):
+    def cuda_kernel(*args):
         module = importlib.import_module(f"gumbel_fused._triton.{triton_module}")
         return getattr(module, triton_launcher)(*args)
+
+    LIBRARY.define(schema)
+    LIBRARY.impl(name, reference, "CompositeExplicitAutograd")
+    LIBRARY.impl(name, cpu_kernel, "CPU")
+    LIBRARY.impl(name, cuda_kernel, "CUDA")
+    return getattr(torch.ops.gumbel_fused, name)

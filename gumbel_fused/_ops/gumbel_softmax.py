@@ -12,37 +12,33 @@ traceable.
 from __future__ import annotations
 
 import torch
-from torch.library import custom_op
 
 from ..reference.gumbel_softmax import gumbel_softmax_bwd_ref, gumbel_softmax_fwd_ref
-from ._dispatch import register_kernels
+from ._dispatch import LIBRARY, define_op
+
+# Forward: sample softmax((logits + g) / tau) over dim 1 (the exact one-hot of its argmax when hard).
+gumbel_softmax_fwd = define_op(
+    "gumbel_softmax_fwd(Tensor logits, Tensor seed, Tensor tau, bool hard) -> Tensor",
+    gumbel_softmax_fwd_ref,
+    cpp="fwd",
+    triton="gumbel_softmax.gumbel_softmax_fwd",
+)
+# Backward: y * (grad - sum(grad * y)) / tau over dim 1, with y = saved, or regenerated from
+# saved = the logits when recompute.
+gumbel_softmax_bwd = define_op(
+    "gumbel_softmax_bwd(Tensor grad, Tensor saved, Tensor seed, Tensor tau, bool recompute) -> Tensor",
+    gumbel_softmax_bwd_ref,
+    cpp="bwd",
+    triton="gumbel_softmax.gumbel_softmax_bwd",
+)
 
 
-@custom_op("gumbel_fused::gumbel_softmax_fwd", mutates_args=())
-def gumbel_softmax_fwd(logits: torch.Tensor, seed: torch.Tensor, tau: torch.Tensor, hard: bool) -> torch.Tensor:
-    """Sample ``softmax((logits + g) / tau)`` over dim 1 (exact one-hot of its argmax when ``hard``)."""
-    return gumbel_softmax_fwd_ref(logits, seed, tau, hard)
-
-
-@custom_op("gumbel_fused::gumbel_softmax_bwd", mutates_args=())
-def gumbel_softmax_bwd(
-    grad: torch.Tensor, saved: torch.Tensor, seed: torch.Tensor, tau: torch.Tensor, recompute: bool
-) -> torch.Tensor:
-    """``y * (grad - sum(grad * y)) / tau`` over dim 1; y is ``saved``, or regenerated from it when
-    ``recompute`` (then ``saved`` holds the logits)."""
-    return gumbel_softmax_bwd_ref(grad, saved, seed, tau, recompute)
-
-
-register_kernels(gumbel_softmax_fwd, gumbel_softmax_fwd_ref, cpp="fwd", triton="gumbel_softmax.gumbel_softmax_fwd")
-register_kernels(gumbel_softmax_bwd, gumbel_softmax_bwd_ref, cpp="bwd", triton="gumbel_softmax.gumbel_softmax_bwd")
-
-
-@gumbel_softmax_fwd.register_fake
+@torch.library.register_fake("gumbel_fused::gumbel_softmax_fwd", lib=LIBRARY)
 def _(logits, seed, tau, hard):
     return logits.new_empty(logits.shape)
 
 
-@gumbel_softmax_bwd.register_fake
+@torch.library.register_fake("gumbel_fused::gumbel_softmax_bwd", lib=LIBRARY)
 def _(grad, saved, seed, tau, recompute):
     return saved.new_empty(saved.shape)
 
@@ -60,4 +56,6 @@ def _backward(ctx, grad):
     return gumbel_softmax_bwd(grad, saved, seed, tau, ctx.recompute), None, None, None
 
 
-gumbel_softmax_fwd.register_autograd(_backward, setup_context=_setup_context)
+torch.library.register_autograd(
+    "gumbel_fused::gumbel_softmax_fwd", _backward, setup_context=_setup_context, lib=LIBRARY
+)
