@@ -2,7 +2,6 @@
 
 from .functional import draw_seed, gumbel_softmax
 from .modules import GumbelSoftmax
-from .vae import CategoricalVAE
 
-__all__ = ["gumbel_softmax", "draw_seed", "GumbelSoftmax", "CategoricalVAE"]
+__all__ = ["gumbel_softmax", "draw_seed", "GumbelSoftmax"]
 __version__ = "0.1.0"

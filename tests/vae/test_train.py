@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from gumbel_fused import train
-from gumbel_fused._checkpoint import load_checkpoint
+from gumbel_fused.vae import train
+from gumbel_fused.vae.checkpoint import load_checkpoint
+from gumbel_fused.vae.train import temperature
 
 from .helpers import QUICK_TRAIN_ARGS
 
@@ -20,6 +22,17 @@ QUICK = [*QUICK_TRAIN_ARGS, "--anneal-every", "2", "--anneal-rate", "0.05", "--s
 
 def run_main(out, *extra: str) -> int:
     return train.main([*QUICK, "--out", str(out), *extra])
+
+
+def test_temperature_schedule():
+    kwargs = dict(tau0=1.0, tau_min=0.5, rate=1e-4, every=500)
+    assert temperature(0, **kwargs) == temperature(499, **kwargs) == 1.0
+    assert temperature(500, **kwargs) == pytest.approx(math.exp(-0.05))
+    # A pure function of the step (no compounding): step 1000 is exp(-r * 1000), not exp(-r * 500) ** 3.
+    assert temperature(1000, **kwargs) == pytest.approx(math.exp(-0.1))
+    assert temperature(10**6, **kwargs) == 0.5
+    taus = [temperature(s, **kwargs) for s in range(0, 20000, 100)]
+    assert taus == sorted(taus, reverse=True)
 
 
 def test_short_run_learns_and_writes_its_outputs(tmp_path, capsys):
@@ -120,7 +133,7 @@ def test_missing_dataset_is_one_line_without_traceback(tmp_path):
         [
             sys.executable,
             "-m",
-            "gumbel_fused.train",
+            "gumbel_fused.vae",
             "--dataset",
             "fashion-mnist",
             "--data-dir",

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gumbel_fused import gumbel_softmax
+
 GumbelSoftmaxFn = Callable[..., torch.Tensor]
 IMPLEMENTATIONS = ("fused", "eager", "compiled")
 
@@ -24,8 +26,6 @@ def resolve_gumbel_softmax(impl: str) -> GumbelSoftmaxFn:
     """The Gumbel-softmax to train with: ``fused`` (this library), ``eager`` (torch) or ``compiled``
     (``torch.compile`` of torch's eager function)."""
     if impl == "fused":
-        from .functional import gumbel_softmax
-
         return gumbel_softmax
     if impl == "eager":
         return F.gumbel_softmax

@@ -1,6 +1,7 @@
-"""Train the reference categorical VAE: ``python -m gumbel_fused.train`` (console script ``gumbel-vae``).
+"""Train the reference categorical VAE: ``python -m gumbel_fused.vae`` (console script ``gumbel-vae``;
+``python -m gumbel_fused.train`` still works).
 
-Multi-process data-parallel with ``torchrun --nproc_per_node N -m gumbel_fused.train ...``
+Multi-process data-parallel with ``torchrun --nproc_per_node N -m gumbel_fused.vae ...``
 (DistributedDataParallel; gloo on CPU, nccl on GPU). Writes, under ``--out`` (rank 0 only):
 metrics.csv / metrics.json, recon_epochN.png, samples_epochN.png and checkpoint.pt.
 """
@@ -23,8 +24,8 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from . import data as datasets
-from ._checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_metrics
-from .vae import IMPLEMENTATIONS, CategoricalVAE, resolve_gumbel_softmax
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_metrics
+from .model import IMPLEMENTATIONS, CategoricalVAE, resolve_gumbel_softmax
 
 PROG = "gumbel-vae"
 # Evaluation draws from its own fixed-seed generators, so that test metrics are comparable across
@@ -354,7 +355,7 @@ def run(args: argparse.Namespace, process: Process) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m gumbel_fused.train`` and ``gumbel-vae``; returns the exit status."""
+    """Entry point of ``python -m gumbel_fused.vae`` and ``gumbel-vae``; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.tau_min > args.tau0:
         build_parser().error(f"--tau-min {args.tau_min} is above --tau0 {args.tau0}")
