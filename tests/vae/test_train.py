@@ -151,6 +151,13 @@ def test_missing_dataset_is_one_line_without_traceback(tmp_path):
     assert len(lines) == 1 and str(missing) in lines[0] and "--dataset mnist-5k" in lines[0]
 
 
+@pytest.mark.parametrize("module", ["gumbel_fused.vae", "gumbel_fused.train"])  # the second: the old name
+def test_module_entry_points(module):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: gumbel-vae")
+
+
 def test_default_dataset_falls_back_to_mnist_5k(tmp_path, capsys):
     assert (
         train.main(
