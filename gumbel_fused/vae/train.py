@@ -20,12 +20,19 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
-from torchvision.utils import save_image
-from tqdm import tqdm
 
-from . import data as datasets
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_metrics
 from .model import IMPLEMENTATIONS, CategoricalVAE, resolve_gumbel_softmax
+
+try:  # the vae extra: without it, main() says what to install in one line instead of a traceback at import
+    from torchvision.utils import save_image
+    from tqdm import tqdm
+
+    from . import data as datasets
+except ModuleNotFoundError as error:
+    MISSING_EXTRA: ModuleNotFoundError | None = error
+else:
+    MISSING_EXTRA = None
 
 PROG = "gumbel-vae"
 # Evaluation draws from its own fixed-seed generators, so that test metrics are comparable across
@@ -356,6 +363,10 @@ def run(args: argparse.Namespace, process: Process) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m gumbel_fused.vae`` and ``gumbel-vae``; returns the exit status."""
+    if MISSING_EXTRA is not None:
+        install = 'pip install "gumbel-fused[vae]"'
+        print(f"{PROG}: error: the VAE needs its extra dependencies ({MISSING_EXTRA}): {install}", file=sys.stderr)
+        return 1
     args = build_parser().parse_args(argv)
     if args.tau_min > args.tau0:
         build_parser().error(f"--tau-min {args.tau_min} is above --tau0 {args.tau0}")

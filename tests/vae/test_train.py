@@ -158,6 +158,15 @@ def test_module_entry_points(module):
     assert result.stdout.startswith("usage: gumbel-vae")
 
 
+def test_missing_vae_extra_is_one_line_naming_the_install():
+    """Without tqdm (one of the vae extra's packages) the CLI says what to install, no traceback."""
+    code = "import runpy, sys; sys.modules['tqdm'] = None; runpy.run_module('gumbel_fused.vae', run_name='__main__')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "tqdm" in lines[0] and 'pip install "gumbel-fused[vae]"' in lines[0], result.stderr
+
+
 def test_default_dataset_falls_back_to_mnist_5k(tmp_path, capsys):
     assert (
         train.main(
