@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import subprocess
 import sys
 
@@ -51,6 +52,9 @@ def test_short_run_learns_and_writes_its_outputs(tmp_path, capsys):
         assert (tmp_path / f"recon_epoch{epoch}.png").exists() and (tmp_path / f"samples_epoch{epoch}.png").exists()
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 3
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files behind
+    # Atomic writes (metrics, checkpoint) get the mode torchvision's plain open() gives the PNGs.
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
+    assert len(set(modes.values())) == 1, modes
     assert capsys.readouterr().out.count("test ELBO") == 3  # one summary line per epoch
 
 
