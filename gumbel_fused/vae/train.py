@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +56,11 @@ MUST_MATCH = (
     "hidden",
     "limit_train",
 )
+CHECKPOINT_KEYS = {"args", "epoch", "step", "model", "optimizer", "rng", "metrics", "wall_seconds"}
 
 
 class UsageError(Exception):
-    """A problem with the user's input, reported in one line with exit status 2 and no traceback."""
+    """A problem the user can fix (arguments, files), reported in one line with exit status 2 and no traceback."""
 
 
 def temperature(step: int, tau0: float, tau_min: float, rate: float, every: int) -> float:
@@ -191,6 +194,33 @@ def _choose_dataset(args: argparse.Namespace, process: Process) -> None:
         )
 
 
+def _prepare_out(out: Path) -> None:
+    """Create ``out`` and check that a file can be written there, before any time is spent training."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise UsageError(f"cannot write to --out {out} ({error.strerror or error}); pass a writable folder") from None
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """The checkpoint to resume from; a file that is not one is a one-line error and stays untouched."""
+    try:
+        state = load_checkpoint(path)
+        if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
+            raise ValueError("not a gumbel-vae training state")
+    except Exception as error:  # torch.load raises RuntimeError, UnpicklingError, EOFError... on a bad file
+        # The first sentence only: torch appends a paragraph of advice to its zip errors.
+        first_sentence = re.split(r"\n|\. ", str(error))[0]
+        reason = f"{type(error).__name__}: {first_sentence}"
+        raise UsageError(
+            f"--resume: {path} is not a readable checkpoint ({reason}); restore a good copy to continue, "
+            f"or move it away to start afresh"
+        ) from None
+    return state
+
+
 def _restore(args, checkpoint, process, model, optimizer, data_generator) -> dict:
     """Load a checkpoint's weights, optimizer and this process's RNG streams; return its progress."""
     saved = checkpoint["args"]
@@ -248,12 +278,14 @@ def _evaluate(model: CategoricalVAE, test_x: torch.Tensor, args, out: Path | Non
 
 def run(args: argparse.Namespace, process: Process) -> None:
     """Train for ``args.epochs`` epochs, evaluating, writing outputs and checkpointing after each."""
-    _choose_dataset(args, process)
-    split = datasets.load(args.dataset, args.data_dir).limit(args.limit_train, args.limit_test)
     if args.batch_size % process.world:
         raise UsageError(f"--batch-size {args.batch_size} must be a multiple of the {process.world} processes")
     out, device = args.out, process.device
     checkpoint_path = out / "checkpoint.pt"
+    if process.is_main:
+        _prepare_out(out)
+    _choose_dataset(args, process)
+    split = datasets.load(args.dataset, args.data_dir).limit(args.limit_train, args.limit_test)
 
     torch.manual_seed(args.seed)  # identical initial weights on every rank
     model = CategoricalVAE(
@@ -266,14 +298,13 @@ def run(args: argparse.Namespace, process: Process) -> None:
     data_generator = torch.Generator().manual_seed(args.seed + 1_000_003 * (process.rank + 1))
     epoch, step, metrics, wall_before = 0, 0, [], 0.0
     if args.resume and checkpoint_path.exists():
-        state = _restore(args, load_checkpoint(checkpoint_path), process, model, optimizer, data_generator)
+        state = _restore(args, _read_checkpoint(checkpoint_path), process, model, optimizer, data_generator)
         epoch, step, metrics, wall_before = state["epoch"], state["step"], state["metrics"], state["wall_seconds"]
         if process.is_main:
             print(f"{PROG}: resuming from {checkpoint_path} after epoch {epoch} (step {step})", file=sys.stderr)
     elif args.resume and process.is_main:
         print(f"{PROG}: no checkpoint at {checkpoint_path}; starting from scratch", file=sys.stderr)
-    if process.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    saved_epoch = epoch  # the epoch checkpoint.pt holds, named if a later write fails
 
     net = DistributedDataParallel(model) if process.world > 1 else model
     sampler = (
@@ -327,30 +358,38 @@ def run(args: argparse.Namespace, process: Process) -> None:
                 "tau": temperature(step - 1, args.tau0, args.tau_min, args.anneal_rate, args.anneal_every),
                 "train_loss": (loss_sum[0] / loss_sum[1]).item(),
             }
-            row.update(_evaluate(model, test_x, args, out, epoch))
-            epoch_seconds = time.perf_counter() - epoch_start
-            row.update(
-                samples_per_s=loss_sum[1].item() / train_seconds,
-                epoch_seconds=epoch_seconds,
-                wall_seconds=wall_before + time.perf_counter() - started,
-            )
-            metrics.append(row)
-            write_metrics(out, metrics)
-            save_checkpoint(
-                out / "checkpoint.pt",
-                {
-                    "version": 1,
-                    "args": vars(args),
-                    "epoch": epoch,
-                    "step": step,
-                    "tau": row["tau"],
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": rngs,
-                    "metrics": metrics,
-                    "wall_seconds": row["wall_seconds"],
-                },
-            )
+            try:  # a full disk or a folder gone read-only: one line, and the last checkpoint stays whole
+                row.update(_evaluate(model, test_x, args, out, epoch))
+                epoch_seconds = time.perf_counter() - epoch_start
+                row.update(
+                    samples_per_s=loss_sum[1].item() / train_seconds,
+                    epoch_seconds=epoch_seconds,
+                    wall_seconds=wall_before + time.perf_counter() - started,
+                )
+                metrics.append(row)
+                write_metrics(out, metrics)
+                save_checkpoint(
+                    checkpoint_path,
+                    {
+                        "version": 1,
+                        "args": vars(args),
+                        "epoch": epoch,
+                        "step": step,
+                        "tau": row["tau"],
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": rngs,
+                        "metrics": metrics,
+                        "wall_seconds": row["wall_seconds"],
+                    },
+                )
+            except OSError as error:
+                kept = f"{checkpoint_path} still holds epoch {saved_epoch}" if saved_epoch else "nothing was saved"
+                raise UsageError(
+                    f"cannot write to --out {out} ({error.strerror or error}); {kept}: "
+                    f"free space or fix the folder, then run again with --resume"
+                ) from None
+            saved_epoch = epoch
             print(
                 f"epoch {epoch}/{args.epochs}  step {step}  tau {row['tau']:.3f}  train loss {row['train_loss']:.2f}"
                 f"  test ELBO {row['test_elbo']:.2f}  test -log p(x) {row['test_nll_iw']:.2f} (k={args.iw_samples})"

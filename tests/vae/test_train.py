@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import stat
 import subprocess
 import sys
@@ -107,6 +109,68 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     assert run_main(tmp_path, "--epochs", "1") == 0
     assert run_main(tmp_path, "--epochs", "2", "--resume", "--lr", "0.01") == 2
     assert "--lr" in capsys.readouterr().err
+
+
+def one_line_error(capsys) -> str:
+    """The CLI's error output, asserted to be one line."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_unwritable_out_is_one_line_before_training(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "out"  # below a regular file: unwritable whoever runs the test, root included
+    assert run_main(out, "--epochs", "1") == 2
+    line = one_line_error(capsys)
+    assert line.startswith("gumbel-vae: error: cannot write to --out") and str(out) in line and "writable" in line
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_is_one_line(tmp_path, capsys):
+    tmp_path.chmod(0o500)
+    try:
+        assert run_main(tmp_path / "out", "--epochs", "1") == 2
+    finally:
+        tmp_path.chmod(0o700)
+    assert "cannot write to --out" in one_line_error(capsys)
+
+
+def test_failed_write_mid_run_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    """A write that fails in epoch 2 (disk full) is one line, and checkpoint.pt still holds epoch 1."""
+    real_save, calls = train.save_checkpoint, []
+
+    def disk_full_on_second_call(path, state):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_save(path, state)
+
+    monkeypatch.setattr(train, "save_checkpoint", disk_full_on_second_call)
+    assert run_main(tmp_path, "--epochs", "3") == 2
+    line = one_line_error(capsys)
+    assert "No space left on device" in line and "still holds epoch 1" in line and "--resume" in line
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    assert run_main(tmp_path, "--epochs", "3", "--resume") == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not-a-training-state"])
+def test_resume_from_a_corrupt_checkpoint_is_one_line_and_keeps_the_file(tmp_path, capsys, damage):
+    assert run_main(tmp_path, "--epochs", "1") == 0
+    path = tmp_path / "checkpoint.pt"
+    if damage == "truncated":  # as a copy cut short would leave it
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint")
+    else:
+        torch.save({"weights": torch.zeros(3)}, path)
+    before, metrics = path.read_bytes(), (tmp_path / "metrics.json").read_bytes()
+    capsys.readouterr()
+    assert run_main(tmp_path, "--epochs", "2", "--resume") == 2
+    line = one_line_error(capsys)
+    assert f"{path} is not a readable checkpoint" in line and "restore a good copy" in line
+    assert path.read_bytes() == before and (tmp_path / "metrics.json").read_bytes() == metrics
 
 
 @pytest.mark.parametrize(
