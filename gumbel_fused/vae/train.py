@@ -72,6 +72,12 @@ def temperature(step: int, tau0: float, tau_min: float, rate: float, every: int)
     return max(tau_min, tau0 * math.exp(-rate * (step // every) * every))
 
 
+def default_threads() -> int:
+    """CPU threads when --threads is not given: ``$OMP_NUM_THREADS`` if it is a positive integer, else 1."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
 def _typed(kind: type, low: float, inclusive: bool, what: str):
     def parse(text: str):
         try:
@@ -111,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Gumbel-softmax: this library's fused op, torch's eager one, or torch.compile of it",
     )
     train.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    train.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads per process (default: $OMP_NUM_THREADS if set, else 1; this model is too small to "
+        "gain from a second thread, and extra threads stall when other work shares the cores)",
+    )
     train.add_argument("--seed", type=int, default=0, help="seed of the weights, noise and data order")
     model = parser.add_argument_group("model")
     model.add_argument("--latents", type=positive_int, default=20, help="number of categorical latents")
@@ -416,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().error(f"--device {args.device!r} is not a device (try cpu, cuda or cuda:1)")
         if device.type == "cuda" and not torch.cuda.is_available():
             build_parser().error("--device cuda, but CUDA is not available here")
+    torch.set_num_threads(args.threads or default_threads())
     process = _setup_process(args.device)
     try:
         run(args, process)

@@ -105,6 +105,25 @@ def test_resume_after_a_crash_mid_epoch(tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.parametrize(
+    "argv, omp_num_threads, expected",
+    [([], None, 1), ([], "2", 2), (["--threads", "2"], "1", 2), (["--threads", "1"], None, 1)],
+)
+def test_threads(tmp_path, monkeypatch, argv, omp_num_threads, expected):
+    """--threads, else $OMP_NUM_THREADS, else 1: the thread count training runs with."""
+    if omp_num_threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp_num_threads)
+    seen, before = [], torch.get_num_threads()
+    monkeypatch.setattr(train, "run", lambda args, process: seen.append(torch.get_num_threads()))
+    try:
+        assert run_main(tmp_path, *argv) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [expected]
+
+
 def test_resume_refuses_other_settings(tmp_path, capsys):
     assert run_main(tmp_path, "--epochs", "1") == 0
     assert run_main(tmp_path, "--epochs", "2", "--resume", "--lr", "0.01") == 2
@@ -282,5 +301,6 @@ def test_help_lists_every_option():
         "--resume",
         "--limit-train",
         "--limit-test",
+        "--threads",
     ):
         assert option in text
