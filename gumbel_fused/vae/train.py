@@ -96,10 +96,24 @@ nonnegative_float = _typed(float, 0.0, True, "a finite number >= 0")
 positive_float = _typed(float, 0.0, False, "a finite number > 0")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where X means something: options whose default is None say what they
+    do when absent in their own words, and on/off flags are off unless given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; every option has a help line."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog=PROG,
+        description="Train the reference categorical VAE (Jang et al. 2017) with a Gumbel-softmax.",
+        epilog="Writes metrics.csv, metrics.json, recon_epochN.png, samples_epochN.png and checkpoint.pt under "
+        "--out. Data-parallel on N processes: torchrun --nproc_per_node N -m gumbel_fused.vae [options].",
+        formatter_class=_HelpFormatter,
     )
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=positive_int, default=10, help="total epochs (a resumed run continues to it)")
@@ -140,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset",
         choices=datasets.DATASETS,
         default=None,
-        help="default: mnist if its files are under --data-dir, else the packaged mnist-5k",
+        help="what to train on (default: mnist if its files are under --data-dir, else the packaged mnist-5k)",
     )
     data.add_argument(
         "--data-dir",
@@ -155,8 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument(
         "--iw-subset", type=positive_int, default=500, help="test images used for the -log p(x) estimate"
     )
-    evaluation.add_argument("--limit-train", type=positive_int, default=None, help="use the first N training images")
-    evaluation.add_argument("--limit-test", type=positive_int, default=None, help="use the first N test images")
+    evaluation.add_argument(
+        "--limit-train", type=positive_int, default=None, help="use the first N training images (default: all)"
+    )
+    evaluation.add_argument(
+        "--limit-test", type=positive_int, default=None, help="use the first N test images (default: all)"
+    )
     return parser
 
 
