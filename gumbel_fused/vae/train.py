@@ -56,6 +56,9 @@ MUST_MATCH = (
     "hidden",
     "limit_train",
 )
+# Without a terminal, a progress line this often (seconds): a few per epoch where an epoch is slow, none
+# in a quick run, whose per-epoch summary line is progress enough.
+PROGRESS_SECONDS = 30.0
 CHECKPOINT_KEYS = {"args", "epoch", "step", "model", "optimizer", "rng", "metrics", "wall_seconds"}
 
 
@@ -176,6 +179,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit-test", type=positive_int, default=None, help="use the first N test images (default: all)"
     )
     return parser
+
+
+class Progress:
+    """Progress through one epoch's batches on stderr: tqdm's bar on a terminal; elsewhere (logs, CI),
+    where the bar's carriage returns would pile up, a plain line every ``PROGRESS_SECONDS``."""
+
+    def __init__(self, batches, desc: str, enabled: bool) -> None:
+        terminal = sys.stderr.isatty()
+        self.bar = tqdm(batches, desc=desc, leave=False, unit="batch", disable=not (enabled and terminal))
+        self.log_lines = enabled and not terminal
+        self.desc, self.total, self.done = desc, len(batches), 0
+        self.start = self.last = time.perf_counter()
+
+    def __iter__(self):
+        return iter(self.bar)
+
+    def update(self, loss: float, tau: float) -> None:
+        """One more batch done, with its loss and temperature."""
+        self.done += 1
+        self.bar.set_postfix(loss=f"{loss:.2f}", tau=f"{tau:.3f}")
+        now = time.perf_counter()
+        if self.log_lines and now - self.last >= PROGRESS_SECONDS:
+            self.last = now
+            elapsed = now - self.start
+            print(
+                f"{self.desc}  batch {self.done}/{self.total}  loss {loss:.2f}  tau {tau:.3f}  {elapsed:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 @dataclass
@@ -357,14 +389,8 @@ def run(args: argparse.Namespace, process: Process) -> None:
             order = torch.randperm(len(split.train_images), generator=data_generator)
         batches = order.split(local_batch)
         loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of per-image losses, images)
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch + 1}/{args.epochs}",
-            leave=False,
-            unit="batch",
-            disable=not process.is_main or not sys.stderr.isatty(),
-        )
-        for index in bar:
+        progress = Progress(batches, f"epoch {epoch + 1}/{args.epochs}", enabled=process.is_main)
+        for index in progress:
             tau = temperature(step, args.tau0, args.tau_min, args.anneal_rate, args.anneal_every)
             x = datasets.binarize(split.train_images[index], data_generator).to(device)
             loss = -net(x, tau, args.hard).elbo.mean()
@@ -373,7 +399,7 @@ def run(args: argparse.Namespace, process: Process) -> None:
             optimizer.step()
             loss_sum += torch.tensor([loss.item() * len(index), len(index)], dtype=torch.float64)
             step += 1
-            bar.set_postfix(loss=f"{loss.item():.2f}", tau=f"{tau:.3f}")
+            progress.update(loss.item(), tau)
         if process.world > 1:
             dist.all_reduce(loss_sum)
         train_seconds = time.perf_counter() - epoch_start

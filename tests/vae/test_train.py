@@ -61,6 +61,17 @@ def test_short_run_learns_and_writes_its_outputs(tmp_path, capsys):
     assert capsys.readouterr().out.count("test ELBO") == 3  # one summary line per epoch
 
 
+def test_progress_lines_without_a_terminal(tmp_path, capsys, monkeypatch):
+    """stderr is not a terminal under pytest: progress comes as plain lines, at PROGRESS_SECONDS."""
+    assert run_main(tmp_path / "quick", "--epochs", "1") == 0
+    assert "batch" not in capsys.readouterr().err  # a quick run stays within one interval: no lines
+    monkeypatch.setattr(train, "PROGRESS_SECONDS", 0.0)
+    assert run_main(tmp_path / "logged", "--epochs", "1") == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("  ")[:2] for line in lines] == [["epoch 1/1", f"batch {i}/4"] for i in range(1, 5)]
+    assert all("\r" not in line and " loss " in line and " tau " in line for line in lines)
+
+
 def assert_same_training_state(a, b):
     for key, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][key]), key
