@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from gumbel_fused.vae import train
+from gumbel_fused.vae import cli, train
 from gumbel_fused.vae.checkpoint import load_checkpoint
 from gumbel_fused.vae.train import temperature
 
@@ -300,7 +300,7 @@ def test_explicit_mnist_5k_prints_no_mnist_note(tmp_path, capsys):
 
 
 def test_help_lists_every_option():
-    text = train.build_parser().format_help()
+    text = cli.build_parser().format_help()
     for option in (
         "--epochs",
         "--batch-size",
@@ -325,7 +325,7 @@ def test_help_lists_every_option():
 
 
 def test_help_reads_as_plain_text():
-    text = train.build_parser().format_help()
+    text = cli.build_parser().format_help()
     assert "``" not in text  # no reStructuredText markup from a docstring
     assert "(default: None)" not in text and "(default: False)" not in text
     # Each option states its default once: --dataset and --data-dir describe theirs in words.
