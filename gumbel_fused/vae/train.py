@@ -59,6 +59,7 @@ MUST_MATCH = (
 # Without a terminal, a progress line this often (seconds): a few per epoch where an epoch is slow, none
 # in a quick run, whose per-epoch summary line is progress enough.
 PROGRESS_SECONDS = 30.0
+# What resuming reads from checkpoint.pt: a file without all of it is not a training state.
 CHECKPOINT_KEYS = {"args", "epoch", "step", "model", "optimizer", "rng", "metrics", "wall_seconds"}
 
 
