@@ -34,6 +34,7 @@ GPU_PEAK_BANDWIDTH = [
 ]
 BASELINES = ("eager", "compile")
 SHAPE_ORDER = ("vae", "tall", "square", "vocab", "long", "dvae")
+SHAPE_MARKERS = "osD^vPX*"  # matplotlib markers, given to the shapes in order
 
 
 def gpu_peak_bandwidth(name: str | None) -> float | None:
@@ -255,6 +256,29 @@ def write_markdown(machine: dict, benchmarks: list[dict], path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def legend_handles(impls: list[tuple], colors: dict, shapes: list[str], markers: dict) -> list:
+    """Legend entries: a colour per implementation, a marker per shape, and the fill for hard/soft.
+
+    The fill entries are bars (patches), which look like no shape's marker: drawn as a marker, "hard"
+    would show the same glyph as the first shape (vae, a filled circle).
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Line2D(
+            [], [], color=colors[k], marker="o", ls="", label=k[1] if k[1].startswith("fused") else f"{k[1]} ({k[0]})"
+        )
+        for k in impls
+    ]
+    handles += [Line2D([], [], color="gray", marker=markers[n], ls="", label=n) for n in shapes]
+    handles += [
+        Patch(facecolor="gray", edgecolor="gray", label="hard"),
+        Patch(facecolor="none", edgecolor="gray", label="soft"),
+    ]
+    return handles
+
+
 def write_plot(benchmarks: list[dict], path: Path) -> None:
     """Elements/s against elements per call: a panel per (direction, dtype), a colour per implementation,
     a marker per shape (filled: hard, hollow: soft). Markers, not lines: several shapes share a size."""
@@ -262,7 +286,6 @@ def write_plot(benchmarks: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
     gumbel = [b["extra_info"] | {"median": median(b)} for b in benchmarks if b["extra_info"]["suite"] == "gumbel"]
     panels = sorted({(i["direction"], i["dtype"]) for i in gumbel}, key=lambda p: (p[0] != "fwd", p[1] != "fp32"))
@@ -271,7 +294,7 @@ def write_plot(benchmarks: list[dict], path: Path) -> None:
     impls = sorted({(i["device"], i["impl"]) for i in gumbel})
     colors = {impl: plt.cm.tab10(n) for n, impl in enumerate(impls)}
     shapes = sorted({i["shape_name"] for i in gumbel}, key=lambda n: shape_key({"shape_name": n}))
-    markers = dict(zip(shapes, "osD^vPX*", strict=False))
+    markers = dict(zip(shapes, SHAPE_MARKERS, strict=False))
     ncols = 2 if len(panels) > 1 else 1
     fig, axes = plt.subplots(
         math.ceil(len(panels) / ncols),
@@ -298,18 +321,7 @@ def write_plot(benchmarks: list[dict], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
-    handles = [
-        Line2D(
-            [], [], color=colors[k], marker="o", ls="", label=k[1] if k[1].startswith("fused") else f"{k[1]} ({k[0]})"
-        )
-        for k in impls
-    ]
-    handles += [Line2D([], [], color="gray", marker=markers[n], ls="", label=n) for n in shapes]
-    handles += [
-        Line2D([], [], color="gray", marker="o", ls="", label="hard"),
-        Line2D([], [], color="gray", marker="o", mfc="none", ls="", label="soft"),
-    ]
-    fig.legend(handles=handles, loc="outside right center", fontsize=8)
+    fig.legend(handles=legend_handles(impls, colors, shapes, markers), loc="outside right center", fontsize=8)
     fig.suptitle("gumbel_softmax throughput (median time)")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

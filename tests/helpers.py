@@ -17,11 +17,6 @@ from gumbel_fused.reference import (
 from .conftest import TRITON_DEVICE
 
 BACKENDS = ["reference", "cpu", "triton"]
-# Training CLI arguments for tests: a few hundred mnist-5k digits and a cheap evaluation, so that an
-# epoch takes a fraction of a second.
-QUICK_TRAIN_ARGS = [
-    "--dataset", "mnist-5k", "--limit-train", "400", "--limit-test", "100", "--iw-samples", "5", "--iw-subset", "100",
-]
 
 
 def as_tensors(seed: int, tau: float, device) -> tuple[torch.Tensor, torch.Tensor]:

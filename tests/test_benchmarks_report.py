@@ -71,3 +71,22 @@ def test_main_writes_png(bench_json, tmp_path):
     _load_report().main([str(bench_json), "--out", str(tmp_path / "out")])
     assert (tmp_path / "out" / "benchmarks.md").stat().st_size > 0
     assert (tmp_path / "out" / "benchmarks.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_legend_glyphs_are_distinct():
+    """Every legend entry drawn in gray (the shapes, hard and soft) has a glyph of its own."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.lines import Line2D
+
+    report = _load_report()
+    shapes = list(report.SHAPE_ORDER)
+    handles = report.legend_handles([], {}, shapes, dict(zip(shapes, report.SHAPE_MARKERS, strict=False)))
+
+    def glyph(handle):
+        if isinstance(handle, Line2D):
+            return ("marker", handle.get_marker(), handle.get_markerfacecolor() != "none")
+        return ("patch", handle.get_fill() and tuple(handle.get_facecolor()))
+
+    glyphs = [glyph(h) for h in handles]
+    assert [h.get_label() for h in handles] == [*shapes, "hard", "soft"]
+    assert len(set(glyphs)) == len(glyphs), glyphs

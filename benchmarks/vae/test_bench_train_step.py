@@ -12,11 +12,7 @@ import pytest
 import torch
 from _common import IMPLS, MODES, devices, impl_label, run_timed, sampler
 
-try:
-    from gumbel_fused.vae import CategoricalVAE
-except ImportError as exc:  # the VAE landed after the first suites; keep the others runnable without it
-    CategoricalVAE = None
-    VAE_IMPORT_ERROR = f"gumbel_fused.vae.CategoricalVAE is not importable: {exc}"
+from gumbel_fused.vae import CategoricalVAE
 
 BATCH, N_LATENTS, N_CATEGORIES, X_DIM = 100, 20, 10, 784
 FLOOR = "softmax-floor"
@@ -31,8 +27,6 @@ def softmax_floor(logits: torch.Tensor, tau: float = 1.0, hard: bool = False, *a
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("device", devices())
 def test_train_step(benchmark, bench_config, device, mode, impl):
-    if CategoricalVAE is None:
-        pytest.skip(VAE_IMPORT_ERROR)
     hard = MODES[mode]
     shape = (BATCH, N_LATENTS, N_CATEGORIES)  # the logits the sampler sees
     fn = softmax_floor if impl == FLOOR else sampler(impl, device, shape, torch.float32, hard)

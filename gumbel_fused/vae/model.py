@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gumbel_fused import gumbel_softmax
+
 GumbelSoftmaxFn = Callable[..., torch.Tensor]
 IMPLEMENTATIONS = ("fused", "eager", "compiled")
 
@@ -24,8 +26,6 @@ def resolve_gumbel_softmax(impl: str) -> GumbelSoftmaxFn:
     """The Gumbel-softmax to train with: ``fused`` (this library), ``eager`` (torch) or ``compiled``
     (``torch.compile`` of torch's eager function)."""
     if impl == "fused":
-        from .functional import gumbel_softmax
-
         return gumbel_softmax
     if impl == "eager":
         return F.gumbel_softmax
@@ -52,12 +52,20 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Exact one-hot samples from ``Categorical(logits)`` over the last dim (Gumbel-max trick)."""
+def gumbel_max(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Exact samples from ``Categorical(logits)`` over the last dim: ``argmax(logits + G)`` with G
+    standard Gumbel noise. ``(..., K) -> (...)`` int64 indices.
+
+    The model's only sampler of its own; it stands in for the library's until that ships one.
+    """
     uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
     gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(logits.dtype).tiny)))
-    index = (logits + gumbel).argmax(dim=-1)
-    return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    return (logits + gumbel).argmax(dim=-1)
+
+
+def _sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Exact one-hot samples from ``Categorical(logits)`` over the last dim, in the logits' dtype."""
+    return F.one_hot(gumbel_max(logits, generator), logits.shape[-1]).to(logits.dtype)
 
 
 class CategoricalVAE(nn.Module):

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from gumbel_fused._checkpoint import load_checkpoint
+from gumbel_fused.vae.checkpoint import load_checkpoint
 
 from .helpers import QUICK_TRAIN_ARGS
 
@@ -26,7 +26,7 @@ def torchrun(out, *extra: str) -> subprocess.CompletedProcess:
         "--nproc_per_node",
         "2",
         "-m",
-        "gumbel_fused.train",
+        "gumbel_fused.vae",
         *QUICK,
         "--out",
         str(out),

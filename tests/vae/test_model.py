@@ -1,21 +1,16 @@
-"""The reference categorical VAE, its annealing schedule and its datasets."""
+"""The reference categorical VAE: architecture, loss terms, bounds and sampling."""
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from gumbel_fused import data as datasets
-from gumbel_fused.train import temperature
-from gumbel_fused.vae import CategoricalVAE, resolve_gumbel_softmax
-
-from .conftest import DATA as SHARED
+from gumbel_fused.vae import CategoricalVAE
+from gumbel_fused.vae.model import gumbel_max, resolve_gumbel_softmax
 
 
 def tiny_vae(**kwargs) -> CategoricalVAE:
@@ -73,6 +68,17 @@ def test_sampler_is_injectable_and_gets_a_python_float_tau():
         resolve_gumbel_softmax("numba")
 
 
+def test_gumbel_max_draws_the_categorical():
+    """Frequencies of 40,000 draws per row match softmax(logits) within 5 standard errors."""
+    logits = torch.tensor([[0.0, 1.0, -2.0, 0.5], [3.0, -torch.inf, 0.0, 0.0]], dtype=torch.float64)
+    draws = gumbel_max(logits.expand(40_000, 2, 4), torch.Generator().manual_seed(0))
+    assert draws.shape == (40_000, 2) and draws.dtype == torch.int64
+    freq = F.one_hot(draws, 4).double().mean(0)
+    probs = torch.softmax(logits, dim=-1)
+    assert ((freq - probs).abs() <= 5 * (probs * (1 - probs) / 40_000).sqrt()).all(), (freq, probs)
+    assert freq[1, 1] == 0  # a -inf logit is never drawn
+
+
 def exact_log_marginal(model: CategoricalVAE, x: torch.Tensor) -> torch.Tensor:
     """log p(x) by enumerating all K ** N latent configurations of a tiny model."""
     n, k = model.n_latents, model.n_categories
@@ -108,72 +114,3 @@ def test_reconstruct_and_sample_are_probabilities():
     samples = model.sample(5, torch.Generator().manual_seed(0))
     assert samples.shape == (5, 12) and (samples >= 0).all() and (samples <= 1).all()
     torch.testing.assert_close(samples, model.sample(5, torch.Generator().manual_seed(0)))
-
-
-def test_temperature_schedule():
-    kwargs = dict(tau0=1.0, tau_min=0.5, rate=1e-4, every=500)
-    assert temperature(0, **kwargs) == temperature(499, **kwargs) == 1.0
-    assert temperature(500, **kwargs) == pytest.approx(math.exp(-0.05))
-    # A pure function of the step (no compounding): step 1000 is exp(-r * 1000), not exp(-r * 500) ** 3.
-    assert temperature(1000, **kwargs) == pytest.approx(math.exp(-0.1))
-    assert temperature(10**6, **kwargs) == 0.5
-    taus = [temperature(s, **kwargs) for s in range(0, 20000, 100)]
-    assert taus == sorted(taus, reverse=True)
-
-
-def test_binarize_is_reproducible():
-    images = torch.randint(0, 256, (10, 784), dtype=torch.uint8)
-    first = datasets.binarize(images, torch.Generator().manual_seed(3))
-    assert set(first.unique().tolist()) <= {0.0, 1.0}
-    assert torch.equal(first, datasets.binarize(images, torch.Generator().manual_seed(3)))
-    assert datasets.binarize(torch.full((1, 784), 255, dtype=torch.uint8), torch.Generator()).min() == 1
-
-
-def test_mnist_5k_split():
-    split = datasets.load("mnist-5k")
-    assert split.train_images.shape == (4500, 784) and split.test_images.shape == (500, 784)
-    assert split.train_images.dtype == torch.uint8
-    assert torch.bincount(torch.cat([split.train_labels, split.test_labels])).tolist() == [500] * 10
-    again = datasets.load("mnist-5k")
-    assert torch.equal(split.test_images, again.test_images)  # the split is fixed
-    limited = split.limit(100, 20)
-    assert len(limited.train_images) == 100 and len(limited.test_images) == 20
-
-
-def test_packaged_mnist_5k_matches_the_csv():
-    csv = SHARED / "data" / "mnist_5k.csv.gz"
-    if not csv.exists():
-        pytest.skip(f"{csv} not present")
-    table = np.loadtxt(gzip.open(csv), delimiter=",", dtype=np.int64)
-    with np.load(datasets.MNIST_5K_PATH) as archive:
-        assert np.array_equal(archive["images"].reshape(-1, 784), table[:, :784])
-        assert np.array_equal(archive["labels"], table[:, 784])
-
-
-def write_idx(path, array: np.ndarray, magic: int) -> None:
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as file:
-        file.write(header + array.astype(np.uint8).tobytes())
-
-
-def test_idx_folder(tmp_path):
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 7), ("t10k", 3)):
-        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 2051)
-        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)), 2049)
-    split = datasets.load("fashion-mnist", tmp_path)
-    assert split.train_images.shape == (7, 784) and split.test_labels.shape == (3,)
-
-
-def test_missing_dataset_names_the_path(tmp_path):
-    with pytest.raises(datasets.DatasetNotFound, match=f"{tmp_path}.*mnist-5k"):
-        datasets.load("fashion-mnist", tmp_path)
-
-
-def test_debian_fashion_mnist():
-    folder = datasets.DEFAULT_DATA_DIRS["fashion-mnist"]
-    try:
-        split = datasets.load("fashion-mnist")
-    except datasets.DatasetNotFound:
-        pytest.skip(f"Fashion-MNIST not installed in {folder} (apt-get install dataset-fashion-mnist)")
-    assert split.train_images.shape == (60000, 784) and split.test_images.shape == (10000, 784)
