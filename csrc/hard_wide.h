@@ -1,5 +1,5 @@
 // The hard forward for channel-first layouts, such as DALL-E's dVAE: (B, K, H*W) logits, softmax over K,
-// spatial positions contiguous. The 16-row tiles of gumbel_softmax_cpu.cpp read a 64-byte line per column
+// spatial positions contiguous. The 16-row tiles of gumbel_softmax.cpp read a 64-byte line per column
 // there, and the columns are H*W * 4 bytes apart (4 KiB for 32x32): every access is a new page, which the
 // hardware prefetchers do not cross and the TLB does not hold (K = 8192 pages a tile). Here a tile is
 // kWide = 256 consecutive positions of one image instead: a column is 1 KiB contiguous, read as a stream,

@@ -1,4 +1,4 @@
-// Types shared by the CPU kernels (gumbel_softmax_cpu.cpp, hard_wide.h): operands, the per-call problem,
+// Types shared by the CPU kernels (gumbel_softmax.cpp, hard_wide.h): operands, the per-call problem,
 // the per-row running argmax, and the division by tau.
 #pragma once
 

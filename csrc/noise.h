@@ -1,6 +1,6 @@
 // Gumbel noise for a chunk of a tile: Philox words (philox.h) -> contract uniforms -> g = -log(-log u),
-// vectorized with at::vec (Sleef log on AVX2/AVX512). The kernels and the debug entry points that the
-// golden tests read both go through these functions, so the tests check the kernels' own noise.
+// vectorized with at::vec (Sleef log on AVX2/AVX512). The kernels and the tests' probe extension
+// (tests/cpu_probe/rng_probe.cpp) both go through these functions, so the tests check the kernels' own noise.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
