@@ -30,116 +30,133 @@
 namespace gumbel_fused {
 namespace {
 
-// Pass 1 of the soft sample over a tile, into `zbuf` (column-major, K x kLanes), with the row max m.
-// In general zbuf gets z = (x + g) / tau. For tau = 1 (the default) g's second log is not needed:
-// exp(z - m) = exp(x - m) exp(g) = exp(x - m) / E with E = -log(u), so zbuf gets x, `rbuf` gets 1 / E, and
+// Pass 1 of the soft sample over a tile, into `z_buf` (column-major, K x kLanes), with the row max m.
+// In general z_buf gets z = (x + g) / tau. For tau = 1 (the default) g's second log is not needed:
+// exp(z - m) = exp(x - m) exp(g) = exp(x - m) / E with E = -log(u), so z_buf gets x, `inv_e` gets 1 / E, and
 // m is the max of x (a softmax allows any shift; this one keeps exp(x - m) / E <= 1 / 6e-8, far from
 // overflow). Only terms more than 87 below m change: their exp underflows to 0 where the reference's
 // softmax gives them less than 4e-30 (z - max z <= x - m + 16.7 + 3.1).
 template <typename scalar_t, typename acc_t>
-RowArgmax<acc_t> perturbed_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const TileRows& rows,
-                                const uint64_t* row_base, acc_t* zbuf, acc_t* rbuf) {
+RowArgmax<acc_t> perturbed_tile(const Problem<acc_t>& problem, const Operand<const scalar_t>& x, const TileRows& rows,
+                                const uint64_t* row_base, acc_t* z_buf, acc_t* inv_e) {
   using Vec = Vectorized<acc_t>;
-  const DivideByTau<acc_t> divide(pb.tau);
-  RowArgmax<acc_t> am;
+  const DivideByTau<acc_t> divide(problem.tau);
+  RowArgmax<acc_t> argmax;
   uint32_t words[4 * kWordStride];
-  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
-    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
-    auto z = reinterpret_cast<acc_t (*)[kLanes]>(zbuf + c0 * kLanes);
+  for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
+    auto z = reinterpret_cast<acc_t (*)[kLanes]>(z_buf + c0 * kLanes);
     load_chunk(x.data, rows, x.s1, c0, nc, z);
-    draw_chunk_words(pb.key, row_base, c0, nc, words);
+    draw_chunk_words(problem.key, row_base, c0, nc, words);
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
-        const int at = h * Vec::size();
-        const Vec e = exponential_from_words<acc_t>(column_words(words, c) + at);
-        if (rbuf) {
-          (Vec(acc_t(1)) / e).store(rbuf + (c0 + c) * kLanes + at);
-          am.update(h, Vec::loadu(z[c] + at), c0 + c);
+        const int lane = h * Vec::size();
+        const Vec e = exponential_from_words<acc_t>(column_words(words, c) + lane);
+        if (inv_e) {
+          (Vec(acc_t(1)) / e).store(inv_e + (c0 + c) * kLanes + lane);
+          argmax.update(h, Vec::loadu(z[c] + lane), c0 + c);
         } else {
-          const Vec v = divide(Vec::loadu(z[c] + at) + gumbel_from_exponential(e));
-          v.store(z[c] + at);
-          am.update(h, v, c0 + c);
+          const Vec v = divide(Vec::loadu(z[c] + lane) + gumbel_from_exponential(e));
+          v.store(z[c] + lane);
+          argmax.update(h, v, c0 + c);
         }
       }
     }
   }
-  return am;
+  return argmax;
 }
 
 // Pass 1 of the hard forward over a tile: the row argmax of z, with g's second log pruned (argmax_step).
 template <typename scalar_t, typename acc_t>
-RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const TileRows& rows,
+RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& problem, const Operand<const scalar_t>& x, const TileRows& rows,
                              const uint64_t* row_base) {
   using Vec = Vectorized<acc_t>;
-  const DivideByTau<acc_t> divide(pb.tau);
-  RowArgmax<acc_t> am;
+  const DivideByTau<acc_t> divide(problem.tau);
+  RowArgmax<acc_t> argmax;
   uint32_t words[4 * kWordStride];
-  acc_t xb[kChunk][kLanes];
-  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
-    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
-    load_chunk(x.data, rows, x.s1, c0, nc, xb);
-    draw_chunk_words(pb.key, row_base, c0, nc, words);
-    const bool prune = can_prune(pb.tau, c0);
+  acc_t x_chunk[kChunk][kLanes];
+  for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
+    load_chunk(x.data, rows, x.s1, c0, nc, x_chunk);
+    draw_chunk_words(problem.key, row_base, c0, nc, words);
+    const bool prune = can_prune(problem.tau, c0);
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
-        const int at = h * Vec::size();
-        argmax_step(am, h, Vec::loadu(xb[c] + at), column_words(words, c) + at, c0 + c, divide, prune);
+        const int lane = h * Vec::size();
+        argmax_step(argmax, h, Vec::loadu(x_chunk[c] + lane), column_words(words, c) + lane, c0 + c, divide, prune);
       }
     }
   }
-  return am;
+  return argmax;
 }
 
-// Pass 2 of the soft sample of a tile: e = exp(z - m) in place in `ybuf`, with its row sums; and, when
+// Pass 2 of the soft sample of a tile: e = exp(z - m) in place in `y_buf`, with its row sums; and, when
 // `grad` is given, the row sums of grad * e, from which the backward's sum(grad * y) = sum(grad * e) / sum(e)
-// comes without a pass over y, keeping grad in `dbuf` for the last pass. NaN and non-finite rows need no
+// comes without a pass over y, keeping grad in `dy_buf` for the last pass. NaN and non-finite rows need no
 // special case: they make the sum NaN, and so the whole row NaN, as in the reference.
 template <typename scalar_t, typename acc_t>
-void exp_pass(const Problem<acc_t>& pb, const RowArgmax<acc_t>& am, acc_t* ybuf, const acc_t* rbuf,
-              Vectorized<acc_t>* sum, const Operand<const scalar_t>* grad, const TileRows* rg, acc_t* dbuf,
+void exp_pass(const Problem<acc_t>& problem, const RowArgmax<acc_t>& argmax, acc_t* y_buf, const acc_t* inv_e,
+              Vectorized<acc_t>* sum, const Operand<const scalar_t>* grad, const TileRows* grad_rows, acc_t* dy_buf,
               Vectorized<acc_t>* dot) {
   using Vec = Vectorized<acc_t>;
   constexpr int H = kLanes / Vec::size();
   for (int h = 0; h < H; ++h) sum[h] = dot[h] = Vec(acc_t(0));
-  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
-    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
-    if (grad) load_chunk(grad->data, *rg, grad->s1, c0, nc, reinterpret_cast<acc_t (*)[kLanes]>(dbuf + c0 * kLanes));
+  for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
+    if (grad) {
+      load_chunk(grad->data, *grad_rows, grad->s1, c0, nc, reinterpret_cast<acc_t (*)[kLanes]>(dy_buf + c0 * kLanes));
+    }
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < H; ++h) {
-        const int64_t at = (c0 + c) * kLanes + h * Vec::size();
-        Vec e = (Vec::loadu(ybuf + at) - am.best[h]).exp();  // Sleef (exp_u20 is 20 ulp, and maps NaN to inf)
-        if (rbuf) e = e * Vec::loadu(rbuf + at);                // tau = 1: exp(x - m) / E, see perturbed_tile
-        e.store(ybuf + at);
+        const int64_t index = (c0 + c) * kLanes + h * Vec::size();
+        Vec e = (Vec::loadu(y_buf + index) - argmax.best[h]).exp();  // Sleef (exp_u20 is 20 ulp, and maps NaN to inf)
+        if (inv_e) e = e * Vec::loadu(inv_e + index);                // tau = 1: exp(x - m) / E, see perturbed_tile
+        e.store(y_buf + index);
         sum[h] = sum[h] + e;
-        if (grad) dot[h] = at::vec::fmadd(Vec::loadu(dbuf + at), e, dot[h]);
+        if (grad) dot[h] = at::vec::fmadd(Vec::loadu(dy_buf + index), e, dot[h]);
       }
     }
   }
 }
 
-// The per-task scratch of the soft sample and the backward: three column-major K x kLanes buffers.
+// The per-task scratch of the soft sample and the backward: column-major K x kLanes buffers, only those the
+// pass uses. `y` always: z, then exp(z - m), then (in the backward) dx. `inv_e`: 1 / E, when the pass draws
+// the noise with tau = 1 (see perturbed_tile). `dy`: the backward's grad, loaded once. So the soft forward
+// needs one or two buffers, the backward two or three; the hard forward none.
 template <typename acc_t>
 struct Scratch {
-  static constexpr int kBuffers = 3;
-  acc_t* y;   // z, then exp(z - m), then (in the backward) dx
-  acc_t* r;   // 1 / E when tau = 1 (see perturbed_tile), else null
-  acc_t* dy;  // the backward's grad, loaded once
-  Scratch(const Problem<acc_t>& pb, acc_t* base)
-      : y(base), r(pb.tau == acc_t(1) ? base + pb.n_cols * kLanes : nullptr), dy(base + 2 * pb.n_cols * kLanes) {}
+  acc_t* y = nullptr;
+  acc_t* inv_e = nullptr;
+  acc_t* dy = nullptr;
+
+  static int64_t elements(const Problem<acc_t>& problem, bool draws_noise, bool backward) {
+    const int buffers = 1 + (draws_noise && problem.tau == acc_t(1)) + backward;
+    return buffers * problem.n_cols * kLanes;
+  }
+  Scratch(const Problem<acc_t>& problem, bool draws_noise, bool backward, acc_t* base) {
+    const int64_t buffer = problem.n_cols * kLanes;
+    y = base;
+    base += buffer;
+    if (draws_noise && problem.tau == acc_t(1)) {
+      inv_e = base;
+      base += buffer;
+    }
+    if (backward) dy = base;
+  }
 };
 
 // Final pass of the soft forward and the backward: y = e / sum per chunk, handed to fn(c0, nc, y) in a
 // chunk buffer (which fn may overwrite) for it to combine and store.
 template <typename acc_t, typename Fn>
-void normalized_chunks(const Problem<acc_t>& pb, const acc_t* ybuf, const Vectorized<acc_t>* sum, const Fn& fn) {
+void normalized_chunks(const Problem<acc_t>& problem, const acc_t* y_buf, const Vectorized<acc_t>* sum, const Fn& fn) {
   using Vec = Vectorized<acc_t>;
   acc_t y[kChunk][kLanes];
-  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
-    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
+  for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < kLanes; h += Vec::size()) {
         // A division, not a multiply by 1 / sum: it keeps a row's only finite entry at exactly 1 (K = 1).
-        (Vec::loadu(ybuf + (c0 + c) * kLanes + h) / sum[h / Vec::size()]).store(y[c] + h);
+        (Vec::loadu(y_buf + (c0 + c) * kLanes + h) / sum[h / Vec::size()]).store(y[c] + h);
       }
     }
     fn(c0, nc, y);
@@ -149,27 +166,27 @@ void normalized_chunks(const Problem<acc_t>& pb, const acc_t* ybuf, const Vector
 // The tile functions are kept out of line: one call per 16 x K elements costs nothing, and it keeps each
 // one's register allocation independent of the others' (inlined together, they measurably slowed down).
 template <typename scalar_t, typename acc_t>
-C10_NOINLINE void hard_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x,
-                                const Operand<scalar_t>& out, const TileRows& rx, const TileRows& ry,
+C10_NOINLINE void hard_fwd_tile(const Problem<acc_t>& problem, const Operand<const scalar_t>& x,
+                                const Operand<scalar_t>& out, const TileRows& x_rows, const TileRows& out_rows,
                                 const uint64_t* row_base) {
   using Vec = Vectorized<acc_t>;
   using Arg = RowArgmax<acc_t>;
-  const Arg am = argmax_tile<scalar_t, acc_t>(pb, x, rx, row_base);
+  const Arg argmax = argmax_tile<scalar_t, acc_t>(problem, x, x_rows, row_base);
   acc_t max[kLanes];
   typename Arg::index_t hot[kLanes];
-  am.result(max, hot);
+  argmax.result(max, hot);
   if (out.s1 == 1) {  // inner == 1: each row is contiguous, so fill it and set its one; no transpose
-    for (int j = 0; j < ry.count; ++j) {
-      scalar_t* row = out.data + ry.offset[j];
-      std::fill_n(row, pb.n_cols, static_cast<scalar_t>(hot[j] < 0 ? NAN : 0.0f));
+    for (int j = 0; j < out_rows.count; ++j) {
+      scalar_t* row = out.data + out_rows.offset[j];
+      std::fill_n(row, problem.n_cols, static_cast<scalar_t>(hot[j] < 0 ? NAN : 0.0f));
       if (hot[j] >= 0) row[hot[j]] = scalar_t(1);
     }
     return;
   }
   const Vec nan(std::numeric_limits<acc_t>::quiet_NaN()), zero(acc_t(0)), one(acc_t(1));
   acc_t y[kChunk][kLanes];
-  for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
-    const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
+  for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < kLanes; h += Vec::size()) {
         const auto hot_h = Arg::Idx::loadu(hot + h);
@@ -178,87 +195,87 @@ C10_NOINLINE void hard_fwd_tile(const Problem<acc_t>& pb, const Operand<const sc
         Vec::blendv(Vec::blendv(zero, nan, undefined), one, is_hot).store(y[c] + h);
       }
     }
-    store_chunk(out.data, ry, out.s1, c0, nc, y);
+    store_chunk(out.data, out_rows, out.s1, c0, nc, y);
   }
 }
 
 template <typename scalar_t, typename acc_t>
-C10_NOINLINE void soft_fwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& x,
-                                const Operand<scalar_t>& out, const TileRows& rx, const TileRows& ry,
+C10_NOINLINE void soft_fwd_tile(const Problem<acc_t>& problem, const Operand<const scalar_t>& x,
+                                const Operand<scalar_t>& out, const TileRows& x_rows, const TileRows& out_rows,
                                 const uint64_t* row_base, acc_t* scratch) {
   using Vec = Vectorized<acc_t>;
   constexpr int H = kLanes / Vec::size();
-  const Scratch<acc_t> buf(pb, scratch);
-  const RowArgmax<acc_t> am = perturbed_tile(pb, x, rx, row_base, buf.y, buf.r);
+  const Scratch<acc_t> buf(problem, /*draws_noise=*/true, /*backward=*/false, scratch);
+  const RowArgmax<acc_t> argmax = perturbed_tile(problem, x, x_rows, row_base, buf.y, buf.inv_e);
   Vec sum[H], unused[H];
-  exp_pass<scalar_t, acc_t>(pb, am, buf.y, buf.r, sum, nullptr, nullptr, nullptr, unused);
-  normalized_chunks(pb, buf.y, sum, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
-    store_chunk(out.data, ry, out.s1, c0, nc, y);
+  exp_pass<scalar_t, acc_t>(problem, argmax, buf.y, buf.inv_e, sum, nullptr, nullptr, nullptr, unused);
+  normalized_chunks(problem, buf.y, sum, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
+    store_chunk(out.data, out_rows, out.s1, c0, nc, y);
   });
 }
 
 // dx = y * (dy - sum(dy * y)) / tau, with y regenerated from the logits (recompute: three passes, the
 // noise drawn once) or loaded from the saved soft sample.
 template <typename scalar_t, typename acc_t>
-C10_NOINLINE void bwd_tile(const Problem<acc_t>& pb, const Operand<const scalar_t>& grad,
-                           const Operand<const scalar_t>& saved, const Operand<scalar_t>& out, const TileRows& rg,
-                           const TileRows& rs, const TileRows& ro, const uint64_t* row_base, bool recompute,
-                           acc_t* scratch) {
+C10_NOINLINE void bwd_tile(const Problem<acc_t>& problem, const Operand<const scalar_t>& grad,
+                           const Operand<const scalar_t>& saved, const Operand<scalar_t>& out,
+                           const TileRows& grad_rows, const TileRows& saved_rows, const TileRows& dx_rows,
+                           const uint64_t* row_base, bool recompute, acc_t* scratch) {
   using Vec = Vectorized<acc_t>;
   constexpr int H = kLanes / Vec::size();
-  const Scratch<acc_t> buf(pb, scratch);
+  const Scratch<acc_t> buf(problem, /*draws_noise=*/recompute, /*backward=*/true, scratch);
   Vec sum[H], dot[H];  // y = buf.y / sum; dot = sum(dy * y)
   if (recompute) {
-    const RowArgmax<acc_t> am = perturbed_tile(pb, saved, rs, row_base, buf.y, buf.r);
-    exp_pass(pb, am, buf.y, buf.r, sum, &grad, &rg, buf.dy, dot);
+    const RowArgmax<acc_t> argmax = perturbed_tile(problem, saved, saved_rows, row_base, buf.y, buf.inv_e);
+    exp_pass(problem, argmax, buf.y, buf.inv_e, sum, &grad, &grad_rows, buf.dy, dot);
     for (int h = 0; h < H; ++h) dot[h] = dot[h] / sum[h];
   } else {
     for (int h = 0; h < H; ++h) {
       sum[h] = Vec(acc_t(1));
       dot[h] = Vec(acc_t(0));
     }
-    for (int64_t c0 = 0; c0 < pb.n_cols; c0 += kChunk) {
-      const int nc = static_cast<int>(std::min<int64_t>(kChunk, pb.n_cols - c0));
+    for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
+      const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
       auto y = reinterpret_cast<acc_t (*)[kLanes]>(buf.y + c0 * kLanes);
       auto dy = reinterpret_cast<acc_t (*)[kLanes]>(buf.dy + c0 * kLanes);
-      load_chunk(saved.data, rs, saved.s1, c0, nc, y);
-      load_chunk(grad.data, rg, grad.s1, c0, nc, dy);
+      load_chunk(saved.data, saved_rows, saved.s1, c0, nc, y);
+      load_chunk(grad.data, grad_rows, grad.s1, c0, nc, dy);
       for (int c = 0; c < nc; ++c) {
         for (int h = 0; h < H; ++h) {
-          const int at = h * Vec::size();
-          dot[h] = at::vec::fmadd(Vec::loadu(dy[c] + at), Vec::loadu(y[c] + at), dot[h]);
+          const int lane = h * Vec::size();
+          dot[h] = at::vec::fmadd(Vec::loadu(dy[c] + lane), Vec::loadu(y[c] + lane), dot[h]);
         }
       }
     }
   }
-  const DivideByTau<acc_t> divide(pb.tau);
-  normalized_chunks(pb, buf.y, sum, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
+  const DivideByTau<acc_t> divide(problem.tau);
+  normalized_chunks(problem, buf.y, sum, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < H; ++h) {
-        const int at = h * Vec::size();
-        const Vec g = Vec::loadu(buf.dy + (c0 + c) * kLanes + at) - dot[h];
-        divide(Vec::loadu(y[c] + at) * g).store(y[c] + at);
+        const int lane = h * Vec::size();
+        const Vec dy_centered = Vec::loadu(buf.dy + (c0 + c) * kLanes + lane) - dot[h];
+        divide(Vec::loadu(y[c] + lane) * dy_centered).store(y[c] + lane);
       }
     }
-    store_chunk(out.data, ro, out.s1, c0, nc, y);
+    store_chunk(out.data, dx_rows, out.s1, c0, nc, y);
   });
 }
 
 // Runs fn(r0, count, row_base, scratch) on every tile of 16 rows, in parallel. `scratch` is a per-task
-// buffer for Scratch when asked for (the soft sample and the backward), else null.
+// buffer of `scratch_elements` (Scratch::elements; null for none), reused by the task's tiles.
 template <typename acc_t, typename Fn>
-void parallel_tiles(const Problem<acc_t>& pb, bool scratch, const Fn& fn) {
-  const int64_t tiles = (pb.rows + kLanes - 1) / kLanes;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / (kLanes * pb.n_cols));
+void parallel_tiles(const Problem<acc_t>& problem, int64_t scratch_elements, const Fn& fn) {
+  const int64_t tiles = (problem.rows + kLanes - 1) / kLanes;
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / (kLanes * problem.n_cols));
   at::parallel_for(0, tiles, grain, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<acc_t[]> buf(scratch ? new acc_t[Scratch<acc_t>::kBuffers * pb.n_cols * kLanes] : nullptr);
+    std::unique_ptr<acc_t[]> scratch(scratch_elements > 0 ? new acc_t[scratch_elements] : nullptr);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t r0 = t * kLanes;
-      const int count = static_cast<int>(std::min<int64_t>(kLanes, pb.rows - r0));
+      const int count = static_cast<int>(std::min<int64_t>(kLanes, problem.rows - r0));
       TORCH_INTERNAL_ASSERT(count >= 1 && count <= kLanes);
       uint64_t row_base[kLanes];  // counter of (row, column 0): n = r * ceil(K / 4)
-      for (int j = 0; j < kLanes; ++j) row_base[j] = static_cast<uint64_t>(r0 + j) * pb.key.groups;
-      fn(r0, count, row_base, buf.get());
+      for (int j = 0; j < kLanes; ++j) row_base[j] = static_cast<uint64_t>(r0 + j) * problem.key.groups;
+      fn(r0, count, row_base, scratch.get());
     }
   });
 }
@@ -266,9 +283,9 @@ void parallel_tiles(const Problem<acc_t>& pb, bool scratch, const Fn& fn) {
 void check_operand(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 3, "gumbel_fused: ", name, " must be a 3-D (outer, K, inner) view, got ", t.dim(), "-D");
   TORCH_CHECK(t.device().is_cpu(), "gumbel_fused: ", name, " must be a CPU tensor, got ", t.device());
-  const auto dt = t.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble || dt == at::kHalf || dt == at::kBFloat16,
-              "gumbel_fused: ", name, " must be float16, bfloat16, float32 or float64, got ", dt);
+  const auto dtype = t.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
+              "gumbel_fused: ", name, " must be float16, bfloat16, float32 or float64, got ", dtype);
   TORCH_CHECK(t.size(1) <= std::numeric_limits<int32_t>::max(), "gumbel_fused: at most 2^31 - 1 categories");
 }
 
@@ -298,7 +315,7 @@ at::Tensor new_output(const at::Tensor& t) {
 }
 
 template <typename acc_t>
-Problem<acc_t> problem(const at::Tensor& t, int64_t seed, double tau) {
+Problem<acc_t> make_problem(const at::Tensor& t, int64_t seed, double tau) {
   return {t.size(1), t.size(2), t.size(0) * t.size(2), noise_key(seed, t.size(1)), static_cast<acc_t>(tau)};
 }
 
@@ -311,17 +328,18 @@ at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& se
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "gumbel_softmax_fwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;  // fp32 math for fp16/bf16/fp32, fp64 for fp64
-    const auto pb = problem<acc_t>(logits, seed_value, tau);
+    const auto problem = make_problem<acc_t>(logits, seed_value, tau);
     const auto x = operand(logits.const_data_ptr<scalar_t>(), logits);
     const auto y = operand(out.mutable_data_ptr<scalar_t>(), out);
-    if (hard && hard_fwd_wide(pb, x, y)) return;
-    parallel_tiles(pb, !hard, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* scratch) {
-      const TileRows rx = tile_rows(r0, count, pb.inner, x.s0, x.s2);
-      const TileRows ry = tile_rows(r0, count, pb.inner, y.s0, y.s2);
+    if (hard && hard_fwd_wide(problem, x, y)) return;
+    const int64_t scratch = hard ? 0 : Scratch<acc_t>::elements(problem, /*draws_noise=*/true, /*backward=*/false);
+    parallel_tiles(problem, scratch, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* task_scratch) {
+      const TileRows x_rows = tile_rows(r0, count, problem.inner, x.s0, x.s2);
+      const TileRows y_rows = tile_rows(r0, count, problem.inner, y.s0, y.s2);
       if (hard) {
-        hard_fwd_tile(pb, x, y, rx, ry, row_base);
+        hard_fwd_tile(problem, x, y, x_rows, y_rows, row_base);
       } else {
-        soft_fwd_tile(pb, x, y, rx, ry, row_base, scratch);
+        soft_fwd_tile(problem, x, y, x_rows, y_rows, row_base, task_scratch);
       }
     });
   });
@@ -341,15 +359,16 @@ at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& save
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, saved.scalar_type(), "gumbel_softmax_bwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto pb = problem<acc_t>(saved, seed_value, tau);
-    const auto g = operand(grad.const_data_ptr<scalar_t>(), grad);
-    const auto s = operand(saved.const_data_ptr<scalar_t>(), saved);
+    const auto problem = make_problem<acc_t>(saved, seed_value, tau);
+    const auto dy = operand(grad.const_data_ptr<scalar_t>(), grad);
+    const auto saved_values = operand(saved.const_data_ptr<scalar_t>(), saved);  // the logits, or y
     const auto dx = operand(out.mutable_data_ptr<scalar_t>(), out);
-    parallel_tiles(pb, true, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* scratch) {
-      const TileRows rg = tile_rows(r0, count, pb.inner, g.s0, g.s2);
-      const TileRows rs = tile_rows(r0, count, pb.inner, s.s0, s.s2);
-      const TileRows ro = tile_rows(r0, count, pb.inner, dx.s0, dx.s2);
-      bwd_tile(pb, g, s, dx, rg, rs, ro, row_base, recompute, scratch);
+    const int64_t scratch = Scratch<acc_t>::elements(problem, /*draws_noise=*/recompute, /*backward=*/true);
+    parallel_tiles(problem, scratch, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* task_scratch) {
+      const TileRows dy_rows = tile_rows(r0, count, problem.inner, dy.s0, dy.s2);
+      const TileRows saved_rows = tile_rows(r0, count, problem.inner, saved_values.s0, saved_values.s2);
+      const TileRows dx_rows = tile_rows(r0, count, problem.inner, dx.s0, dx.s2);
+      bwd_tile(problem, dy, saved_values, dx, dy_rows, saved_rows, dx_rows, row_base, recompute, task_scratch);
     });
   });
   return out;
