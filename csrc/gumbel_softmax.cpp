@@ -5,7 +5,7 @@
 // bits: results do not depend on the thread count.
 //
 // Gumbel-softmax: Jang, Gu, Poole, "Categorical Reparameterization with Gumbel-Softmax" (2017),
-// arXiv:1611.01144. The RNG contract and the op boundary: DESIGN.md sections 2-3.
+// arXiv:1611.01144. The RNG contract and the op boundary: docs/DESIGN.md sections 2-3.
 #include "kernels.h"
 
 #include <ATen/Dispatch.h>

@@ -9,7 +9,6 @@ layout), row-major blocks, and the scalar gather.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -33,7 +32,6 @@ from gumbel_fused.reference import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "rng_golden.json"
 PROBE_SOURCE = Path(__file__).resolve().parent / "cpu_probe" / "rng_probe.cpp"
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 # Soft-sample tolerances (atol, rtol): the noise's logs are Cephes' (~1 ulp; |g| <= 16.6) rather than
@@ -112,9 +110,8 @@ def _assert_hard_matches(ours, ref, z, msg=""):
 # --- the RNG contract --------------------------------------------------------------------------------------
 
 
-def test_golden_words_and_uniforms(probe):
-    golden = json.loads(GOLDEN.read_text())
-    for case in golden["cases"]:
+def test_golden_words_and_uniforms(probe, rng_golden):
+    for case in rng_golden["cases"]:
         rows = torch.tensor([r["row"] for r in case["rows"]], dtype=torch.int64)
         words, u, g32, g64 = probe.philox_uniform(case["seed"], rows, case["K"])
         want_words = torch.tensor([[int(w, 16) for w in r["words"]] for r in case["rows"]], dtype=torch.int64)
@@ -124,8 +121,8 @@ def test_golden_words_and_uniforms(probe):
         assert torch.isfinite(g32).all() and torch.isfinite(g64).all()
 
 
-def test_golden_word_to_uniform_edges_give_finite_noise(probe):
-    table = json.loads(GOLDEN.read_text())["word_to_uniform"]
+def test_golden_word_to_uniform_edges_give_finite_noise(probe, rng_golden):
+    table = rng_golden["word_to_uniform"]
     words = torch.tensor([int(w, 16) for w in table], dtype=torch.int64)
     u, g32, g64 = probe.gumbel_from_words(words)
     assert torch.equal(u, torch.tensor(list(table.values()), dtype=torch.float32))
