@@ -148,7 +148,7 @@ def _ninja_directory() -> str | None:
     try:
         import ninja  # noqa: PLC0415 (the PyPI package, a dependency; only needed to build)
     except ImportError:
-        raise BuildUnavailable("ninja: not found", "pip install ninja") from None
+        raise BuildUnavailable("ninja: not found", "install ninja (`pip install ninja`)") from None
     return ninja.BIN_DIR
 
 
@@ -256,7 +256,7 @@ def load_cpu_kernels():
             except Exception as exc:  # any failure to build or import: fall back, never raise
                 _state["kernels"] = None
                 if isinstance(exc, BuildUnavailable):
-                    cause, fix = f"{exc.reason}", f"To get them, {exc.fix}; they then build on first use."
+                    cause, fix = exc.reason, f"To get them, {exc.fix}; they then build on first use."
                 else:
                     cause, fix = _failure_summary(exc), "To get them, fix that error (CXX selects the compiler)."
                 _warn_at_caller(

@@ -174,7 +174,8 @@ def test_default_variant_builds_concurrently_and_agrees(kernels, request, tmp_pa
     only the first run after a change of csrc/ builds it (a fresh clone, as in CI, always does): then the
     build directory's lock serializes the two, both load the one build, and each says it builds at most
     once."""
-    cache = request.config.cache.mkdir("gumbel_fused_extensions") if request.config.cache else tmp_path / "cache"
+    pytest_cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    cache = pytest_cache.mkdir("gumbel_fused_extensions") if pytest_cache else tmp_path / "cache"
     env = {"ATEN_CPU_CAPABILITY": "default", "TORCH_EXTENSIONS_DIR": str(cache)}
     name = _cpu.extension_name("DEFAULT")
     for stale in cache.glob("gumbel_fused_cpu_default_*"):  # older sources' builds
