@@ -1,5 +1,5 @@
 // The hard forward for channel-first layouts, such as DALL-E's dVAE: (B, K, H*W) logits, softmax over K,
-// spatial positions contiguous. The 16-row tiles of gumbel_softmax_cpu.cpp read a 64-byte line per column
+// spatial positions contiguous. The 16-row tiles of gumbel_softmax.cpp read a 64-byte line per column
 // there, and the columns are H*W * 4 bytes apart (4 KiB for 32x32): every access is a new page, which the
 // hardware prefetchers do not cross and the TLB does not hold (K = 8192 pages a tile). Here a tile is
 // kWide = 256 consecutive positions of one image instead: a column is 1 KiB contiguous, read as a stream,
@@ -34,46 +34,47 @@ C10_ALWAYS_INLINE Vectorized<float> load_float(const scalar_t* p) {
 // The argmax of z over the K columns of positions i0 .. i0 + kWide - 1 of image o (pruned: argmax_step),
 // and the one-hot written as it goes.
 template <typename scalar_t>
-void hard_wide_tile(const Problem<float>& pb, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
+void hard_wide_tile(const Problem<float>& problem, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
                     int64_t o, int64_t i0) {
   using Vec = Vectorized<float>;
   constexpr int kBlock = 64;  // counters a Philox call: its register blocking (philox.h)
-  const DivideByTau<float> divide(pb.tau);
-  const int64_t r0 = o * pb.inner + i0;
-  RowArgmax<float, kWide> am;
+  const DivideByTau<float> divide(problem.tau);
+  const int64_t r0 = o * problem.inner + i0;
+  RowArgmax<float, kWide> argmax;
   uint32_t words[4 * kWide];  // word k of counter (r0 + j) * groups + q at words[k * kWide + j]
-  for (int64_t q = 0; q < pb.key.groups; ++q) {
+  for (int64_t q = 0; q < problem.key.groups; ++q) {
     for (int b = 0; b < kWide; b += kBlock) {
       uint32_t n_lo[kBlock], n_hi[kBlock];
       for (int j = 0; j < kBlock; ++j) {
-        const uint64_t n = static_cast<uint64_t>(r0 + b + j) * pb.key.groups + static_cast<uint64_t>(q);
+        const uint64_t n = static_cast<uint64_t>(r0 + b + j) * problem.key.groups + static_cast<uint64_t>(q);
         n_lo[j] = static_cast<uint32_t>(n);
         n_hi[j] = static_cast<uint32_t>(n >> 32);
       }
-      philox4x32_10<kBlock>(pb.key.key_lo, pb.key.key_hi, n_lo, n_hi, words + b, kWide);
+      philox4x32_10<kBlock>(problem.key.key_lo, problem.key.key_hi, n_lo, n_hi, words + b, kWide);
     }
-    for (int k = 0; k < 4 && 4 * q + k < pb.n_cols; ++k) {
+    for (int k = 0; k < 4 && 4 * q + k < problem.n_cols; ++k) {
       const int64_t c = 4 * q + k;
-      const scalar_t* xc = x.data + o * x.s0 + c * x.s1 + i0;
+      const scalar_t* x_col = x.data + o * x.s0 + c * x.s1 + i0;
 #if defined(__GNUC__)
-      __builtin_prefetch(xc + 4 * x.s1);  // the next group's column: a new page, so no hardware prefetch
+      __builtin_prefetch(x_col + 4 * x.s1);  // the next group's column: a new page, so no hardware prefetch
 #endif
       std::fill_n(out.data + o * out.s0 + c * out.s1 + i0, kWide, scalar_t(0));
+      const bool prune = can_prune(problem.tau, c);
       for (int h = 0; h < RowArgmax<float, kWide>::H; ++h) {
-        const int at = h * Vec::size();
-        argmax_step(am, h, load_float(xc + at), words + k * kWide + at, c, divide, can_prune(pb.tau, c));
+        const int lane = h * Vec::size();
+        argmax_step(argmax, h, load_float(x_col + lane), words + k * kWide + lane, c, divide, prune);
       }
     }
   }
   float max[kWide];
   int32_t hot[kWide];
-  am.result(max, hot);
+  argmax.result(max, hot);
   for (int j = 0; j < kWide; ++j) {
     scalar_t* y = out.data + o * out.s0 + (i0 + j) * out.s2;
     if (hot[j] >= 0) {
       y[hot[j] * out.s1] = scalar_t(1);
     } else {  // an undefined row (NaN, or no finite max) is all NaN, as in the reference
-      for (int64_t c = 0; c < pb.n_cols; ++c) y[c * out.s1] = std::numeric_limits<scalar_t>::quiet_NaN();
+      for (int64_t c = 0; c < problem.n_cols; ++c) y[c * out.s1] = std::numeric_limits<scalar_t>::quiet_NaN();
     }
   }
 }
@@ -81,15 +82,15 @@ void hard_wide_tile(const Problem<float>& pb, const Operand<const scalar_t>& x, 
 // Runs the wide hard forward when it applies (fp32 math, positions contiguous in whole wide tiles) and
 // says whether it did; the caller runs the 16-row tiles otherwise.
 template <typename scalar_t, typename acc_t>
-bool hard_fwd_wide(const Problem<acc_t>& pb, const Operand<const scalar_t>& x, const Operand<scalar_t>& out) {
+bool hard_fwd_wide(const Problem<acc_t>& problem, const Operand<const scalar_t>& x, const Operand<scalar_t>& out) {
   if constexpr (!std::is_same_v<acc_t, float>) {
     return false;
   } else {
-    if (x.s2 != 1 || pb.inner % kWide != 0) return false;
-    const int64_t per_image = pb.inner / kWide;
-    const int64_t grain = std::max<int64_t>(1, kGrainElements / (kWide * pb.n_cols));
-    at::parallel_for(0, pb.rows / kWide, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) hard_wide_tile(pb, x, out, t / per_image, t % per_image * kWide);
+    if (x.s2 != 1 || problem.inner % kWide != 0) return false;
+    const int64_t per_image = problem.inner / kWide;
+    const int64_t grain = std::max<int64_t>(1, kGrainElements / (kWide * problem.n_cols));
+    at::parallel_for(0, problem.rows / kWide, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) hard_wide_tile(problem, x, out, t / per_image, t % per_image * kWide);
     });
     return true;
   }

@@ -1,4 +1,4 @@
-// Types shared by the CPU kernels (gumbel_softmax_cpu.cpp, hard_wide.h): operands, the per-call problem,
+// Types shared by the CPU kernels (gumbel_softmax.cpp, hard_wide.h): operands, the per-call problem,
 // the per-row running argmax, and the division by tau.
 #pragma once
 
@@ -92,15 +92,15 @@ struct DivideByTau {
 // range, so for typical logits most vectors skip them. The result is the exact argmax of the full
 // computation, ties included: a skipped z is strictly below the max.
 template <typename acc_t, int L>
-C10_ALWAYS_INLINE void argmax_step(RowArgmax<acc_t, L>& am, int h, const Vectorized<acc_t>& x, const uint32_t* w,
+C10_ALWAYS_INLINE void argmax_step(RowArgmax<acc_t, L>& argmax, int h, const Vectorized<acc_t>& x, const uint32_t* w,
                                    int64_t col, const DivideByTau<acc_t>& divide, bool prune) {
   if constexpr (std::is_same_v<acc_t, float>) {
     const Vectorized<float> u = uniform_from_words(w);
     // zero_mask: a bit per lane where (bound < best) is false, i.e. a lane that might win.
-    if (prune && (divide(x + gumbel_upper_bound(exponential_lower_bound(u))) < am.best[h]).zero_mask() == 0) return;
-    am.update(h, divide(x + gumbel_from_exponential(exponential_from_uniform(u))), col);
+    if (prune && (divide(x + gumbel_upper_bound(exponential_lower_bound(u))) < argmax.best[h]).zero_mask() == 0) return;
+    argmax.update(h, divide(x + gumbel_from_exponential(exponential_from_uniform(u))), col);
   } else {
-    am.update(h, divide(x + gumbel_from_exponential(exponential_from_words<acc_t>(w))), col);
+    argmax.update(h, divide(x + gumbel_from_exponential(exponential_from_words<acc_t>(w))), col);
   }
 }
 

@@ -1,6 +1,6 @@
 // Gumbel noise for a chunk of a tile: Philox words (philox.h) -> contract uniforms -> g = -log(-log u),
-// vectorized with at::vec (Sleef log on AVX2/AVX512). The kernels and the debug entry points that the
-// golden tests read both go through these functions, so the tests check the kernels' own noise.
+// vectorized with at::vec (Sleef log on AVX2/AVX512). The kernels and the tests' probe extension
+// (tests/cpu_probe/rng_probe.cpp) both go through these functions, so the tests check the kernels' own noise.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
@@ -14,7 +14,7 @@
 
 namespace gumbel_fused {
 
-// The per-call constants of the contract (DESIGN.md section 3).
+// The per-call constants of the contract (docs/DESIGN.md section 3).
 struct NoiseKey {
   uint32_t key_lo, key_hi;  // seed & 0xFFFFFFFF, seed >> 32
   int64_t groups;           // ceil(K / 4): counters per row
@@ -63,7 +63,7 @@ C10_ALWAYS_INLINE const uint32_t* column_words(const uint32_t* words, int c) {
 // (S. Moshier, http://www.netlib.org/cephes/, peak relative error 7.6e-8, about 1 ulp).
 // Why not Vectorized<float>::log() (Sleef_logf*_u10): measured 0.75 ns an element here, which made two
 // logs 80% of the forward's time; this is ~4x faster. The contract fixes the words and u, not the last
-// bit of g (DESIGN.md section 3), and the tests bound g against the fp64 log.
+// bit of g (docs/DESIGN.md section 3), and the tests bound g against the fp64 log.
 //
 // v = 2^k * m with m in [sqrt(1/2), sqrt(2)), by integer arithmetic on the bits (as musl's logf):
 // offsetting the bits by those of sqrt(1/2) makes the exponent field round at sqrt(2) instead of 2.

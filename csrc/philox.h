@@ -1,10 +1,10 @@
-// The RNG contract of DESIGN.md section 3, once in C++: Philox4x32-10 words and Triton's
+// The RNG contract of docs/DESIGN.md section 3, once in C++: Philox4x32-10 words and Triton's
 // word -> uniform map. Header-only and free of torch, so every kernel variant (DEFAULT, AVX2,
 // AVX512) compiles the same source with its own instruction set.
 //
 // Philox4x32-10: Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3" (SC'11),
 // https://www.thesalmons.org/john/random123/ (Random123). The round below is the one in Triton's
-// `tl.randint4x`, which the golden words in ../shared/rng_golden.json were produced with.
+// `tl.randint4x`, which the golden words in tests/data/rng_golden.json were produced with.
 #pragma once
 
 #include <cstdint>

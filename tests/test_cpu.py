@@ -1,21 +1,18 @@
 """The C++ CPU backend (csrc/, gumbel_fused/_cpu.py) against the RNG contract and the reference.
 
-The kernels' own noise path is read through debug entry points (``philox_uniform``, ``gumbel_from_words``),
-so the golden test checks the C++ words and uniforms bit for bit, not a re-implementation. The forward and
-backward are compared with the reference over dtypes, K from 1 to 70000, and every layout branch of the
-tile loader (csrc/tile.h): contiguous lanes (the dVAE layout), row-major blocks, and the scalar gather.
+The kernels' own noise path is read through a test-only probe extension (cpu_probe/rng_probe.cpp), built
+from the shipped headers with the kernels' flags, so the golden test checks the C++ words and uniforms bit
+for bit, not a re-implementation. The forward and backward are compared with the reference over dtypes, K
+from 1 to 70000, and every layout branch of the tile loader (csrc/tile.h): contiguous lanes (the dVAE
+layout), row-major blocks, and the scalar gather. How the extension is found, built, cached and replaced by the
+reference: test_cpu_build.py.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
-import warnings
 from pathlib import Path
 
 import pytest
@@ -31,8 +28,7 @@ from gumbel_fused.reference import (
     uniform_from_words_ref,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "rng_golden.json"
+PROBE_SOURCE = Path(__file__).resolve().parent / "cpu_probe" / "rng_probe.cpp"
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 # Soft-sample tolerances (atol, rtol): the noise's logs are Cephes' (~1 ulp; |g| <= 16.6) rather than
 # Sleef's, so fp32 agrees to a few ulp; half types to one ulp of the output.
@@ -50,8 +46,7 @@ def _compiler_available() -> bool:
     return shutil.which(os.environ.get("CXX", "c++")) is not None
 
 
-@pytest.fixture(scope="module")
-def kernels():
+def require_kernels():
     """The extension; its absence is a failure wherever a compiler exists (a skip would hide a broken build)."""
     module = _cpu.load_cpu_kernels()
     if module is None:
@@ -59,6 +54,24 @@ def kernels():
             pytest.skip("no C++ compiler: the CPU kernels fall back to the reference")
         pytest.fail("a C++ compiler is present, but the CPU kernels did not build (see the warning)")
     return module
+
+
+def load_probe():
+    """The probe of the kernels' noise path: built once per change of it or of csrc/ (the name's digest
+    covers both) for this CPU's variant, with the kernels' flags, into the kernels' cache."""
+    variant = _cpu.cpu_variant()
+    name = _cpu.extension_name(variant, prefix="gumbel_fused_probe", extra_files=[PROBE_SOURCE])
+    return _cpu.load_extension(name, [PROBE_SOURCE], variant)
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    return require_kernels()
+
+
+@pytest.fixture(scope="module")
+def probe(kernels):
+    return load_probe()
 
 
 def _seed(value: int = SEED) -> torch.Tensor:
@@ -100,11 +113,10 @@ def _assert_hard_matches(ours, ref, z, msg=""):
 # --- the RNG contract --------------------------------------------------------------------------------------
 
 
-def test_golden_words_and_uniforms(kernels):
-    golden = json.loads(GOLDEN.read_text())
-    for case in golden["cases"]:
+def test_golden_words_and_uniforms(probe, rng_golden):
+    for case in rng_golden["cases"]:
         rows = torch.tensor([r["row"] for r in case["rows"]], dtype=torch.int64)
-        words, u, g32, g64 = kernels.philox_uniform(case["seed"], rows, case["K"])
+        words, u, g32, g64 = probe.philox_uniform(case["seed"], rows, case["K"])
         want_words = torch.tensor([[int(w, 16) for w in r["words"]] for r in case["rows"]], dtype=torch.int64)
         want_u = torch.tensor([r["u"] for r in case["rows"]], dtype=torch.float32)
         assert torch.equal(words, want_words), f"seed {case['seed']} K {case['K']}"
@@ -112,10 +124,10 @@ def test_golden_words_and_uniforms(kernels):
         assert torch.isfinite(g32).all() and torch.isfinite(g64).all()
 
 
-def test_golden_word_to_uniform_edges_give_finite_noise(kernels):
-    table = json.loads(GOLDEN.read_text())["word_to_uniform"]
+def test_golden_word_to_uniform_edges_give_finite_noise(probe, rng_golden):
+    table = rng_golden["word_to_uniform"]
     words = torch.tensor([int(w, 16) for w in table], dtype=torch.int64)
-    u, g32, g64 = kernels.gumbel_from_words(words)
+    u, g32, g64 = probe.gumbel_from_words(words)
     assert torch.equal(u, torch.tensor(list(table.values()), dtype=torch.float32))
     for word in (0x00000000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF):
         assert word in words.tolist()
@@ -128,19 +140,19 @@ def test_golden_word_to_uniform_edges_give_finite_noise(kernels):
 
 
 @pytest.mark.parametrize("n_cols", [1, 3, 4, 10, 37])
-def test_words_match_the_reference(kernels, n_cols):
+def test_words_match_the_reference(probe, n_cols):
     rows = torch.cat([torch.arange(40), torch.tensor([2**31 - 1, 2**32 + 5, 3 * 2**40 + 17])])
     for seed in (0, 1, -1, 2**62 + 12345):
-        words, u, _, _ = kernels.philox_uniform(seed, rows, n_cols)
+        words, u, _, _ = probe.philox_uniform(seed, rows, n_cols)
         want = philox_words_ref(seed, rows, n_cols)
         assert torch.equal(words, want) and torch.equal(u, uniform_from_words_ref(want))
 
 
-def test_gumbel_noise_is_accurate(kernels):
+def test_gumbel_noise_is_accurate(probe):
     """The kernels' g against -log(-log(u)) in fp64 from the same u, over a million words."""
     words = torch.randint(0, 2**32, (1 << 20,), generator=torch.Generator().manual_seed(3), dtype=torch.int64)
     words = torch.cat([words, torch.tensor([0, 1, 0x7FFFFFFE, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF])])
-    u, g32, g64 = kernels.gumbel_from_words(words)
+    u, g32, g64 = probe.gumbel_from_words(words)
     truth = -torch.log(-torch.log(u.double().clamp_min(_uniform_scale())))
     assert (g32.double() - truth).abs().max().item() < 4e-6  # a few fp32 ulps of |g| <= 16.6
     assert (g64 - truth).abs().max().item() < 1e-13
@@ -150,25 +162,16 @@ def _uniform_scale() -> float:
     return torch.tensor(4.6566127342e-10, dtype=torch.float32).item()
 
 
-def test_hard_forward_pruning_bound_holds(kernels):
+def test_hard_forward_pruning_bound_holds(probe):
     """The hard forward skips g's logs where a cheap upper bound on g cannot beat the row max (noise.h); the
     bound must hold for every uniform. Exhaustive over u in [0.875, 1), where g is large and the bound is
     tightest, and every 97th word below (where the bound is loose by construction)."""
     top = 2**31 - 1
-    checked, violations, max_slack = kernels.check_gumbel_bound(top - 2**28 + 1, top, 1)
+    checked, violations, max_slack = probe.check_gumbel_bound(top - 2**28 + 1, top, 1)
     assert checked == 2**28 and violations == 0
     assert max_slack < 0.25  # tight where it matters: t^3/4 from the series, 0.06 from the exponent bits
-    checked, violations, _ = kernels.check_gumbel_bound(0, top, 97)
+    checked, violations, _ = probe.check_gumbel_bound(0, top, 97)
     assert checked > 2e7 and violations == 0
-
-
-def test_isa_variant_and_vector_width(kernels):
-    variant = _cpu.cpu_variant()
-    assert kernels.cpu_capability() == variant
-    float_lanes, double_lanes = kernels.vec_sizes()
-    # at::vec: 512-bit registers for AVX512, 256 bits for AVX2 and for DEFAULT's portable arrays.
-    assert (float_lanes, double_lanes) == ((16, 8) if variant == "AVX512" else (8, 4))
-    assert _cpu.extension_name(variant).startswith(f"gumbel_fused_cpu_{variant.lower()}_")
 
 
 # --- forward and backward against the reference --------------------------------------------------------------
@@ -325,7 +328,7 @@ def test_input_validation(kernels):
         kernels.bwd(x.double(), x, _seed(), 1.0, True)
 
 
-# --- threads, dispatch, build ----------------------------------------------------------------------------------
+# --- threads, dispatch -----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("shape", [(600, 300, 1), (2, 256, 96), (3, 70, 50), (4, 40, 512)])
@@ -356,96 +359,3 @@ def test_ops_use_the_cpu_kernels(kernels):
     tau = torch.tensor(0.5, dtype=torch.float64)
     for hard in (False, True):
         assert torch.equal(_ops.gumbel_softmax_fwd(x, _seed(), tau, hard), kernels.fwd(x, _seed(), 0.5, hard))
-
-
-def test_fallback_warns_once_when_the_build_fails(monkeypatch):
-    def broken(variant):
-        raise RuntimeError("Error building extension: c++: error: no such compiler")
-
-    monkeypatch.setattr(_cpu, "_state", {})
-    monkeypatch.setattr(_cpu, "_build_and_load", broken)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert _cpu.load_cpu_kernels() is None
-        assert _cpu.load_cpu_kernels() is None
-    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    assert len(messages) == 1 and "reference" in messages[0] and "no such compiler" in messages[0]
-
-
-def _run_python(code: str, env_extra: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, **env_extra, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=REPO, timeout=timeout,
-                          capture_output=True, text=True)  # fmt: skip
-
-
-def test_missing_compiler_falls_back_with_one_warning(tmp_path):
-    """A real failed build (CXX names no compiler, empty cache): one warning, and the ops still work."""
-    result = _run_python(
-        """
-        import warnings, torch
-        warnings.simplefilter("always")
-        with warnings.catch_warnings(record=True) as caught:
-            from gumbel_fused import _cpu
-            from gumbel_fused._ops import gumbel_softmax as _ops
-            from gumbel_fused.reference import gumbel_softmax_fwd_ref
-            assert _cpu.load_cpu_kernels() is None and _cpu.load_cpu_kernels() is None
-            x, seed, tau = torch.randn(4, 5, 1), torch.tensor(3), torch.tensor(1.0, dtype=torch.float64)
-            assert torch.equal(_ops.gumbel_softmax_fwd(x, seed, tau, True), gumbel_softmax_fwd_ref(x, seed, tau, True))
-        ours = [str(w.message) for w in caught if "C++ CPU kernels" in str(w.message)]
-        assert len(ours) == 1, ours
-        print("OK", ours[0][:200])
-        """,
-        {"CXX": str(tmp_path / "no-such-compiler"), "TORCH_EXTENSIONS_DIR": str(tmp_path / "cache")},
-    )
-    assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
-
-
-def test_cached_build_loads_fast(kernels):
-    """After the first build, loading the extension and a first call take well under 2 s (torch's own
-    import excluded): the cached library is imported directly, with no compiler or ninja run."""
-    result = _run_python(
-        """
-        import time, torch
-        start = time.perf_counter()
-        from gumbel_fused import _cpu
-        kernels = _cpu.load_cpu_kernels()
-        kernels.fwd(torch.randn(8, 10, 1), torch.tensor(0), 1.0, True)
-        print(time.perf_counter() - start)
-        """,
-        {},
-    )
-    assert result.returncode == 0, result.stderr
-    assert float(result.stdout.split()[-1]) < 2.0
-
-
-@pytest.mark.slow
-def test_default_variant_builds_concurrently_and_agrees(kernels, tmp_path):
-    """Two processes build the DEFAULT (no SIMD flags) variant into one empty cache at the same time: the
-    build directory's lock serializes them, both load it, and its results match this process's variant."""
-    x = _logits(3, 70, 20, torch.float32, "contiguous", gen_seed=11)
-    torch.save(x, tmp_path / "x.pt")
-    code = f"""
-        import torch
-        from gumbel_fused import _cpu
-        assert _cpu.cpu_variant() == "DEFAULT"
-        k = _cpu.load_cpu_kernels()
-        assert k is not None and k.cpu_capability() == "DEFAULT" and k.vec_sizes() == [8, 4]
-        x = torch.load({str(tmp_path / 'x.pt')!r})
-        torch.save([k.fwd(x, torch.tensor(5), 0.7, h) for h in (False, True)], {str(tmp_path)!r} + "/out_%s.pt")
-        """
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "TORCH_EXTENSIONS_DIR": str(tmp_path / "cache"),
-           "PYTHONPATH": str(REPO)}  # fmt: skip
-    procs = [
-        subprocess.Popen([sys.executable, "-c", textwrap.dedent(code % i)], env=env, cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(2)
-    ]  # fmt: skip
-    for proc in procs:
-        out, _ = proc.communicate(timeout=900)
-        assert proc.returncode == 0, out
-    soft, hard = kernels.fwd(x, _seed(5), 0.7, False), kernels.fwd(x, _seed(5), 0.7, True)
-    for i in range(2):
-        other_soft, other_hard = torch.load(tmp_path / f"out_{i}.pt")
-        torch.testing.assert_close(other_soft, soft, atol=2e-6, rtol=2e-5)
-        _assert_hard_matches(other_hard, hard, perturbed_logits_ref(x, _seed(5), 0.7))
-    assert len(list((tmp_path / "cache").glob("gumbel_fused_cpu_default_*"))) == 1

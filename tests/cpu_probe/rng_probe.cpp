@@ -1,13 +1,17 @@
-// Debug entry points that expose the kernels' own noise path (noise.h) word for word, so that the golden
-// tests (../shared/rng_golden.json) check the C++ Philox and uniforms bit for bit, not a re-implementation.
+// A test-only extension that exposes the kernels' own noise path (csrc/noise.h, csrc/philox.h) word for
+// word, so that the golden tests check the C++ Philox, uniforms and Gumbel noise bit for bit rather than a
+// re-implementation. tests/test_cpu.py builds it with the shipped kernels' flags for this CPU's variant;
+// the shipped extension carries none of these entry points.
+#include <torch/extension.h>
+
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
-#include <cstring>
+#include <string>
+#include <vector>
 
-#include "kernels.h"
 #include "noise.h"
 
 #define GUMBEL_FUSED_STR2(x) #x
@@ -30,11 +34,11 @@ struct NoiseRows {
     gumbel_from_words(w, g32_lanes);
     gumbel_from_words(w, g64_lanes);
     for (int j = 0; j < count; ++j) {
-      const int64_t at = (r0 + j) * ld + col;
-      words[at] = w[j];
-      u[at] = uniform_from_word(w[j]);
-      g32[at] = g32_lanes[j];
-      g64[at] = g64_lanes[j];
+      const int64_t index = (r0 + j) * ld + col;
+      words[index] = w[j];
+      u[index] = uniform_from_word(w[j]);
+      g32[index] = g32_lanes[j];
+      g64[index] = g64_lanes[j];
     }
   }
 };
@@ -50,9 +54,9 @@ std::vector<at::Tensor> noise_outputs(int64_t n, int64_t n_cols, NoiseRows& rows
   return out;
 }
 
-}  // namespace
-
-std::vector<at::Tensor> philox_uniform_cpu(int64_t seed, const at::Tensor& rows, int64_t n_cols) {
+// For logical `rows` (1-D int64) of a K-column problem: [words (int64 holding the uint32 words),
+// u (fp32, unclamped), g (fp32), g (fp64)], each of shape (len(rows), K).
+std::vector<at::Tensor> philox_uniform(int64_t seed, const at::Tensor& rows, int64_t n_cols) {
   TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == at::kLong && rows.device().is_cpu(),
               "philox_uniform: rows must be a 1-D int64 CPU tensor");
   TORCH_CHECK(n_cols >= 1, "philox_uniform: K must be positive");
@@ -78,7 +82,9 @@ std::vector<at::Tensor> philox_uniform_cpu(int64_t seed, const at::Tensor& rows,
   return out;
 }
 
-std::vector<at::Tensor> gumbel_from_words_cpu(const at::Tensor& words) {
+// The same word -> uniform -> Gumbel path for given words (1-D int64 holding uint32 values):
+// [u (fp32, unclamped), g (fp32), g (fp64)].
+std::vector<at::Tensor> noise_of_words(const at::Tensor& words) {
   TORCH_CHECK(words.dim() == 1 && words.scalar_type() == at::kLong && words.device().is_cpu(),
               "gumbel_from_words: words must be a 1-D int64 CPU tensor");
   const at::Tensor w = words.contiguous();
@@ -94,6 +100,8 @@ std::vector<at::Tensor> gumbel_from_words_cpu(const at::Tensor& words) {
   return {out[1].view({n}), out[2].view({n}), out[3].view({n})};  // the words are the input
 }
 
+// Checks the hard forward's pruning bound (noise.h) against the computed Gumbel value for every word in
+// first_word, first_word + stride, ... <= last_word: [words checked, violations, max slack of the bound].
 std::vector<double> check_gumbel_bound(int64_t first_word, int64_t last_word, int64_t stride) {
   using Vf = at::vec::Vectorized<float>;
   TORCH_CHECK(0 <= first_word && first_word <= last_word && last_word <= 0xFFFFFFFFLL && stride >= 1,
@@ -129,10 +137,22 @@ std::vector<double> check_gumbel_bound(int64_t first_word, int64_t last_word, in
   return {static_cast<double>(n), static_cast<double>(total), max_slack};
 }
 
+// Lanes of at::vec::Vectorized<float> and <double> in this build, and the CPU_CAPABILITY it was built for.
 std::vector<int64_t> vec_sizes() {
   return {at::vec::Vectorized<float>::size(), at::vec::Vectorized<double>::size()};
 }
 
 std::string cpu_capability() { return GUMBEL_FUSED_STR(CPU_CAPABILITY); }
 
+}  // namespace
 }  // namespace gumbel_fused
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  using namespace gumbel_fused;
+  m.def("philox_uniform", &philox_uniform, py::arg("seed"), py::arg("rows"), py::arg("K"));
+  m.def("gumbel_from_words", &noise_of_words, py::arg("words"));
+  m.def("check_gumbel_bound", &check_gumbel_bound, py::arg("first_word"), py::arg("last_word"),
+        py::arg("stride") = 1, py::call_guard<py::gil_scoped_release>());
+  m.def("vec_sizes", &vec_sizes);
+  m.def("cpu_capability", &cpu_capability);
+}
