@@ -10,7 +10,7 @@ discovery finds only the folders under the package. Everything else is in pyproj
 from setuptools import find_namespace_packages, setup
 
 setup(
-    # Namespace discovery, as pyproject.toml's own: data folders such as gumbel_fused/data are packages too.
+    # Namespace discovery, as pyproject.toml's own: data folders such as gumbel_fused/vae/data are packages too.
     packages=[*find_namespace_packages(include=["gumbel_fused*"], exclude=["*__pycache__"]), "gumbel_fused._csrc"],
     package_dir={"gumbel_fused._csrc": "csrc"},
 )
