@@ -153,7 +153,8 @@ def markdown(results: dict) -> str:
         "",
         f"Tests: `{results['tests'].get('summary', 'skipped')}` (exit code {results['tests'].get('exit_code')})",
         "",
-        f"Bandwidth: nominal peak {bandwidth.get('peak_gb_per_s', 'n/a')} GB/s, `copy_` {bandwidth['copy_gb_per_s']} GB/s",
+        f"Bandwidth: nominal peak {bandwidth.get('peak_gb_per_s', 'n/a')} GB/s, "
+        f"`copy_` {bandwidth['copy_gb_per_s']} GB/s",
         "",
         "| shape | dtype | direction | mode | fused (us) | eager (us) | speed-up | fused GB/s | of peak |",
         "|---|---|---|---|---:|---:|---:|---:|---:|",
@@ -195,7 +196,8 @@ def main(argv=None) -> int:
         "bandwidth": bandwidth,
         "timings": timings,
     }
-    stem = "gpu-dry-run" if args.dry_run else "gpu-" + "".join(c if c.isalnum() else "-" for c in device_name).strip("-")
+    slug = "".join(c if c.isalnum() else "-" for c in device_name).strip("-")
+    stem = "gpu-dry-run" if args.dry_run else f"gpu-{slug}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(results))

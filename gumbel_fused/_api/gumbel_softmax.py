@@ -7,8 +7,15 @@ import warnings
 import torch
 
 from .._ops import gumbel_softmax as ops
-from ._args import canonical_dim, categories_view, check_generator, check_logits, check_temperature, draw_seed
-from ._args import temperature_tensor
+from ._args import (
+    canonical_dim,
+    categories_view,
+    check_generator,
+    check_logits,
+    check_temperature,
+    draw_seed,
+    temperature_tensor,
+)
 
 
 def gumbel_softmax(

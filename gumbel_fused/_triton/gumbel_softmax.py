@@ -19,6 +19,7 @@ import triton.language as tl
 from .rng import gumbel_noise
 from .tiles import launch_rowwise, load_tile, store_tile
 
+
 @triton.jit
 def _perturbed_logits(
     x_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,

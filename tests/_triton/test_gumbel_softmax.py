@@ -37,9 +37,9 @@ def test_new_tau_and_seed_do_not_recompile():
     gumbel_softmax(x, 1.0, hard=True).sum().backward()
 
     def compiled_variants():
-        kernels = (kernels._gumbel_softmax_fwd_kernel, kernels._gumbel_softmax_bwd_kernel)
+        jitted = (kernels._gumbel_softmax_fwd_kernel, kernels._gumbel_softmax_bwd_kernel)
         # device_caches[device][0] is Triton's dict of compiled binaries, one per specialization.
-        return [len(cache[0]) for k in kernels for cache in k.device_caches.values()]
+        return [len(cache[0]) for k in jitted for cache in k.device_caches.values()]
 
     before = compiled_variants()
     for tau in (0.9, 0.73, 0.5):

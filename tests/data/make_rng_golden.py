@@ -77,7 +77,7 @@ def main() -> None:
             words, uniforms = contract_row(seed, n_cols, row)
             entries.append({"row": row, "words": [f"0x{w:08x}" for w in words], "u": uniforms})
         cases.append({"seed": seed, "K": n_cols, "rows": entries})
-    table = dict(zip((f"0x{w:08x}" for w in EDGE_WORDS), word_to_uniform(EDGE_WORDS)))
+    table = dict(zip((f"0x{w:08x}" for w in EDGE_WORDS), word_to_uniform(EDGE_WORDS), strict=True))
     json.dump({"triton": triton.__version__, "cases": cases, "word_to_uniform": table}, sys.stdout, indent=1)
     sys.stdout.write("\n")
 
