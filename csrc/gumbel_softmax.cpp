@@ -32,10 +32,10 @@ namespace {
 
 // Pass 1 of the soft sample over a tile, into `z_buf` (column-major, K x kLanes), with the row max m.
 // In general z_buf gets z = (x + g) / tau. For tau = 1 (the default) g's second log is not needed:
-// exp(z - m) = exp(x - m) exp(g) = exp(x - m) / E with E = -log(u), so z_buf gets x, `inv_e` gets 1 / E, and
-// m is the max of x (a softmax allows any shift; this one keeps exp(x - m) / E <= 1 / 6e-8, far from
+// exp(z - m) = exp(x - m) exp(g) = exp(x - m) / E with E = -log1p(-u), so z_buf gets x, `inv_e` gets 1 / E, and
+// m is the max of x (a softmax allows any shift; this one keeps exp(x - m) / E <= 1 / 4.7e-10, far from
 // overflow). Only terms more than 87 below m change: their exp underflows to 0 where the reference's
-// softmax gives them less than 4e-30 (z - max z <= x - m + 16.7 + 3.1).
+// softmax gives them less than 6e-28 (z - max z <= x - m + 21.5 + 2.9).
 template <typename scalar_t, typename acc_t>
 RowArgmax<acc_t> perturbed_tile(const Problem<acc_t>& problem, const Operand<const scalar_t>& x, const TileRows& rows,
                                 const uint64_t* row_base, acc_t* z_buf, acc_t* inv_e) {

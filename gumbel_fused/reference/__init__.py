@@ -5,6 +5,7 @@ It is deliberately plain, one module per op plus the RNG contract (``rng``); spe
 
 from .gumbel_softmax import gumbel_softmax_bwd_ref, gumbel_softmax_fwd_ref, one_hot_argmax, perturbed_logits_ref
 from .rng import (
+    GUMBEL_CAP,
     UNIFORM_SCALE,
     gumbel_from_uniform_ref,
     math_dtype,
@@ -15,6 +16,7 @@ from .rng import (
 )
 
 __all__ = [
+    "GUMBEL_CAP",
     "UNIFORM_SCALE",
     "gumbel_from_uniform_ref",
     "gumbel_softmax_bwd_ref",
