@@ -22,7 +22,7 @@ import triton.language as tl
 
 from ..reference.gumbel_topk import gumbel_topk_ref
 from .gumbel_max import count_nans, sampling_scores, undefined_rows
-from .tiles import TILE_ELEMENTS, launch_config, launch_rowwise, store_tile
+from .tiles import TILE_ELEMENTS, launch_config, launch_rowwise
 
 # Largest k the kernel holds in registers; beyond it the launcher sorts with the reference (see gumbel_topk).
 MAX_FUSED_K = 4096
@@ -31,17 +31,25 @@ TOPK_BLOCK_K = 1024
 
 
 @triton.jit
-def _first_in_draw_order(z_a, col_a, slot_a, z_b, col_b, slot_b):
-    """Combine for tl.reduce: the pair drawn first (larger z; on a tie, the lower column)."""
-    a_first = (z_a > z_b) | ((z_a == z_b) & (col_a < col_b))
-    return tl.where(a_first, z_a, z_b), tl.where(a_first, col_a, col_b), tl.where(a_first, slot_a, slot_b)
+def _last_in_draw_order(best_z, best_col, slots):
+    """Per row, the buffer's (z, slot) drawn last: the smallest z, and of equal ones the highest column. Three
+    plain reductions rather than one tl.reduce with a custom combine (which the interpreter runs element by
+    element in Python)."""
+    worst_z = tl.min(best_z, axis=1)
+    tied = best_z == worst_z[:, None]
+    worst_col = tl.max(tl.where(tied, best_col, -2), axis=1)
+    worst_slot = tl.max(tl.where(tied & (best_col == worst_col[:, None]), slots, -1), axis=1)
+    return worst_z, worst_slot
 
 
 @triton.jit
-def _last_in_draw_order(z_a, col_a, slot_a, z_b, col_b, slot_b):
-    """Combine for tl.reduce: the pair drawn last (smaller z; on a tie, the higher column)."""
-    a_last = (z_a < z_b) | ((z_a == z_b) & (col_a > col_b))
-    return tl.where(a_last, z_a, z_b), tl.where(a_last, col_a, col_b), tl.where(a_last, slot_a, slot_b)
+def _first_in_draw_order(best_z, best_col, slots):
+    """Per row, the buffer's (column, slot) drawn first: the largest z, and of equal ones the lowest column."""
+    first_z = tl.max(best_z, axis=1)
+    tied = best_z == first_z[:, None]
+    first_col = tl.min(tl.where(tied, best_col, 2**31 - 1), axis=1)
+    first_slot = tl.max(tl.where(tied & (best_col == first_col[:, None]), slots, -1), axis=1)
+    return first_col, first_slot
 
 
 @triton.jit
@@ -66,7 +74,7 @@ def _gumbel_topk_kernel(
     n_groups = (n_cols + 3) // 4
     slots = tl.broadcast_to(tl.arange(0, K_PAD)[None, :], (BLOCK_R, K_PAD))
     best_z = tl.full((BLOCK_R, K_PAD), float("-inf"), MATH_DTYPE)
-    best_col = tl.full((BLOCK_R, K_PAD), -1, tl.int64)
+    best_col = tl.full((BLOCK_R, K_PAD), -1, tl.int32)  # K < 2**31 (the op's check)
     row_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)
     row_nans = tl.zeros((BLOCK_R,), tl.int32)
     for col0 in range(0, n_cols, BLOCK_K):
@@ -80,7 +88,7 @@ def _gumbel_topk_kernel(
         # Entrants come out largest first, lower column first on ties, so each one ranks after everything
         # already in the buffer with its z: a strict '>' against the worst is the exact rule.
         cand_z, cand_at = tl.max(z, axis=1, return_indices=True, return_indices_tie_break_left=True)
-        worst_z, _, worst_slot = tl.reduce((best_z, best_col, slots), 1, _last_in_draw_order)
+        worst_z, worst_slot = _last_in_draw_order(best_z, best_col, slots)
         enters = cand_z > worst_z
         while tl.max(enters.to(tl.int32), axis=0) > 0:
             replace = enters[:, None] & (slots == worst_slot[:, None])
@@ -88,18 +96,18 @@ def _gumbel_topk_kernel(
             best_col = tl.where(replace, col0 + cand_at[:, None], best_col)
             z = tl.where(enters[:, None] & (cols == col0 + cand_at[:, None]), float("-inf"), z)
             cand_z, cand_at = tl.max(z, axis=1, return_indices=True, return_indices_tie_break_left=True)
-            worst_z, _, worst_slot = tl.reduce((best_z, best_col, slots), 1, _last_in_draw_order)
+            worst_z, worst_slot = _last_in_draw_order(best_z, best_col, slots)
             enters = cand_z > worst_z
     undefined = undefined_rows(row_max, row_nans)
-    # The buffer in draw order: k extractions of its first pair.
-    draws = tl.full((BLOCK_R, K_PAD), -1, tl.int64)
+    # The buffer in draw order: k extractions of its first pair, each stored as the next slot of
+    # out[o, :, i] (row r = o * inner + i; slots inner apart).
+    row_out = out_ptr + (rows // inner) * k * inner + rows % inner
     for slot in range(0, k):
-        _, first_col, first_slot = tl.reduce((best_z, best_col, slots), 1, _first_in_draw_order)
-        draws = tl.where(slots == slot, tl.where(undefined, -1, first_col)[:, None], draws)
+        first_col, first_slot = _first_in_draw_order(best_z, best_col, slots)
+        tl.store(row_out + slot * inner, tl.where(undefined, -1, first_col).to(tl.int64), mask=rows < n_rows)
         taken = slots == first_slot[:, None]
         best_z = tl.where(taken, float("-inf"), best_z)
         best_col = tl.where(taken, -1, best_col)
-    store_tile(out_ptr, draws, rows, 0, n_rows, k, inner, K_PAD)
 
 
 def topk_launch_config(n_rows: int, n_cols: int, inner: int, k_pad: int, fp64: bool) -> dict:
@@ -107,10 +115,15 @@ def topk_launch_config(n_rows: int, n_cols: int, inner: int, k_pad: int, fp64: b
     the K_PAD-pair buffer stay about TILE_ELEMENTS together."""
     config = launch_config(n_rows, n_cols, inner, fp64)
     block_k = min(config["BLOCK_K"], TOPK_BLOCK_K)
-    fit = max(1, TILE_ELEMENTS // (block_k + k_pad))
-    block_r = min(config["BLOCK_R"], 1 << (fit.bit_length() - 1))  # powers of 2, so the min is one
-    num_warps = min(16, max(4, block_r * (block_k + k_pad) * (2 if fp64 else 1) // 256))
+    block_r = min(config["BLOCK_R"], _floor_power_of_2(max(1, TILE_ELEMENTS // (block_k + k_pad))))
+    # About 8 values a thread, as launch_config (fp64 takes two registers a value).
+    values = block_r * (block_k + k_pad) * (2 if fp64 else 1)
+    num_warps = min(16, max(4, _floor_power_of_2(values // 256)))
     return dict(BLOCK_R=block_r, BLOCK_K=block_k, K_PAD=k_pad, num_warps=num_warps)
+
+
+def _floor_power_of_2(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
 
 
 def gumbel_topk(logits, seed, temperature, k: int):
