@@ -77,8 +77,9 @@ class BenchConfig:
 
     quick: bool
 
-    def shape(self, name: str, device: str) -> tuple[int, ...]:
-        spec = SHAPES[name]
+    def shape(self, name: str, device: str, table: dict[str, Shape] | None = None) -> tuple[int, ...]:
+        """The shape called ``name`` in ``table`` (the gumbel suites' SHAPES by default) for this run."""
+        spec = (SHAPES if table is None else table)[name]
         return spec.quick if self.quick else getattr(spec, device)
 
     def budget(self, device: str) -> Budget:

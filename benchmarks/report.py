@@ -172,6 +172,25 @@ def speed_table(cases: dict, peak: float | None) -> list[str]:
     return out
 
 
+def sampling_table(cases: dict) -> list[str]:
+    """The sampling suite: each op's median time per implementation and the fused op's speed-ups, by shape."""
+    baselines = ("multinomial", "eager")
+    out = [
+        "| device | shape | dtype | op | multinomial | eager | fused | fused vs multinomial | fused vs eager |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    order = {"cpu": 0, "cuda": 1}
+    for (device, name, shape, dtype, _direction, op), impls in sorted(
+        cases.items(), key=lambda kv: (order.get(kv[0][0], 2), kv[0][2], kv[0][3], kv[0][5])
+    ):
+        times = {k: median(v) for k, v in impls.items()}
+        fused = times.get("fused")
+        cells = [fmt_time(times.get(impl)) for impl in (*baselines, "fused")]
+        ratios = [fmt_ratio(times.get(impl), fused) for impl in baselines]
+        out.append(f"| {device} | {name} {shape} | {dtype} | {op} | " + " | ".join(cells + ratios) + " |")
+    return out
+
+
 def memory_table(cases: dict) -> list[str]:
     out = [
         "| device | shape | mode | eager peak | compile peak | fused peak "
@@ -232,6 +251,18 @@ def write_markdown(machine: dict, benchmarks: list[dict], path: Path) -> None:
     if speed:
         lines += ["## Summary: speed-up of the fused op (fp32, hard)", "", *summary_table(speed), ""]
         lines += ["## All timings", "", *speed_table(speed, peak), ""]
+    sampling = by_case(benchmarks, "sampling")
+    if sampling:
+        lines += [
+            "## Sampling: gumbel_max and gumbel_topk at LLM shapes",
+            "",
+            "Baselines: `torch.multinomial` on the fp32 softmax (k draws without replacement for top-k), and eager "
+            "Gumbel-max/top-k, `(x - log(exponential_())).argmax()` / `.topk(k)` in the logits' dtype "
+            "(see `benchmarks/test_bench_sampling.py`).",
+            "",
+            *sampling_table(sampling),
+            "",
+        ]
     if memory:
         lines += [
             "## Memory: peak extra bytes of one forward + backward (fp32)",

@@ -1,5 +1,5 @@
-// Types shared by the CPU kernels (gumbel_softmax.cpp, hard_wide.h): operands, the per-call problem,
-// the per-row running argmax, and the division by tau.
+// Types shared by the CPU kernels (gumbel_softmax.cpp, hard_wide.h, sampling.h): operands, the per-call problem
+// and the checks of its tensors, the per-row running argmax, and the division by tau.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -37,8 +37,31 @@ template <typename acc_t>
 struct Problem {
   int64_t n_cols, inner, rows;  // K, inner, outer * inner
   NoiseKey key;
-  acc_t tau;
+  acc_t tau;  // the temperature: tau of gumbel_softmax, T of the sampling ops
 };
+
+template <typename acc_t>
+Problem<acc_t> make_problem(const at::Tensor& t, int64_t seed, double tau) {
+  return {t.size(1), t.size(2), t.size(0) * t.size(2), noise_key(seed, t.size(1)), static_cast<acc_t>(tau)};
+}
+
+// Checks an (outer, K, inner) operand of an entry point: the op layer builds these views, so a failure here is
+// a bug or a direct call, reported as such.
+inline void check_operand(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 3, "gumbel_fused: ", name, " must be a 3-D (outer, K, inner) view, got ", t.dim(), "-D");
+  TORCH_CHECK(t.device().is_cpu(), "gumbel_fused: ", name, " must be a CPU tensor, got ", t.device());
+  const auto dtype = t.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
+              "gumbel_fused: ", name, " must be float16, bfloat16, float32 or float64, got ", dtype);
+  TORCH_CHECK(t.size(1) <= std::numeric_limits<int32_t>::max(), "gumbel_fused: at most 2^31 - 1 categories");
+}
+
+inline int64_t read_seed(const at::Tensor& seed) {
+  TORCH_CHECK(seed.dim() == 0 && seed.scalar_type() == at::kLong && seed.device().is_cpu(),
+              "gumbel_fused: seed must be a 0-dim int64 CPU tensor, got ", seed.sizes(), " ", seed.scalar_type(),
+              " on ", seed.device());
+  return *seed.const_data_ptr<int64_t>();  // a pointer read: no dispatch, no sync
+}
 
 // Per-row state of the pass over z = (x + g) / tau, one vector of lanes at a time.
 template <typename acc_t, int L = kLanes>

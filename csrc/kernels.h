@@ -1,6 +1,6 @@
-// Entry points of the C++ CPU backend, shared by the kernels (one .cpp per op: gumbel_softmax.cpp) and
-// the Python bindings (bindings.cpp). Tensors are the op boundary's (outer, K, inner) views, softmax over
-// dim 1.
+// Entry points of the C++ CPU backend, shared by the kernels (one .cpp per op: gumbel_softmax.cpp,
+// gumbel_max.cpp, gumbel_topk.cpp) and the Python bindings (bindings.cpp). Tensors are the op boundary's
+// (outer, K, inner) views, softmax or sampling over dim 1.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -15,5 +15,12 @@ at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& se
 // and the seed when `recompute`. Same semantics as gumbel_softmax_bwd_ref.
 at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& saved, const at::Tensor& seed,
                                   double tau, bool recompute);
+
+// One draw a row from softmax(logits / temperature) over dim 1: int64 (outer, inner), -1 for a row with nothing to
+// draw from. Same semantics as gumbel_max_ref.
+at::Tensor gumbel_max_cpu(const at::Tensor& logits, const at::Tensor& seed, double temperature);
+
+// k draws without replacement a row, in draw order: int64 (outer, k, inner). Same semantics as gumbel_topk_ref.
+at::Tensor gumbel_topk_cpu(const at::Tensor& logits, const at::Tensor& seed, double temperature, int64_t k);
 
 }  // namespace gumbel_fused

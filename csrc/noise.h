@@ -1,5 +1,5 @@
-// Gumbel noise for a chunk of a tile: Philox words (philox.h) -> contract uniforms -> g = -log(-log u),
-// vectorized with at::vec (Sleef log on AVX2/AVX512). The kernels and the tests' probe extension
+// Gumbel noise for a chunk of a tile: Philox words (philox.h) -> contract uniforms -> g = -log(-log1p(-u))
+// (contract v2, DESIGN.md section 3), vectorized with at::vec. The kernels and the tests' probe extension
 // (tests/cpu_probe/rng_probe.cpp) both go through these functions, so the tests check the kernels' own noise.
 #pragma once
 
@@ -106,10 +106,19 @@ C10_ALWAYS_INLINE at::vec::Vectorized<float> uniform_from_words(const uint32_t* 
   return at::vec::maximum(at::vec::convert_to_fp_of_same_size<float>(x ^ (x >> Vi(31))) * scale, scale);
 }
 
-// E = -log(u): an Exp(1) sample in [6e-8, 21.5] (u in [2^-31, 1 - 2^-24]), so both logs of g = -log(E)
-// see positive normal arguments and g lies in [-3.07, 16.6]: finite for every word, 0 and 0xFFFFFFFF too.
-C10_ALWAYS_INLINE at::vec::Vectorized<float> exponential_from_uniform(const at::vec::Vectorized<float>& u) {
-  return at::vec::Vectorized<float>(0.0f) - log_positive(u);
+// E = -log1p(-u): an Exp(1) sample in [4.66e-10, 16.64] (u in [2^-31, 1 - 2^-24]), so both logs see positive
+// normal arguments and g = -log(E) lies in [-2.82, 21.49]: finite for every word, 0 and 0xFFFFFFFF too. E is
+// small where u is small, where the uniforms are finest, which is what gives g its upper tail (v1's -log(u)
+// stopped at g = 16.64). log1p from log in three additions: with w = 1 - u rounded, its rounding error
+// c = (w - 1) + u is exact (Sterbenz, twice), and log(1 - u) = log(w - c) = log(w) - c / w + O(c^2); taking c
+// for c / w errs by c u / (1 - u) <= 2^-24 E for u <= 1/2, and c = 0 above. log_positive is accurate
+// relative to its result near 1 (f = w - 1 is exact there), so E keeps ~2 ulp where it is tiny.
+template <typename acc_t>
+C10_ALWAYS_INLINE at::vec::Vectorized<acc_t> exponential_from_uniform(const at::vec::Vectorized<acc_t>& u) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  const Vec one(acc_t(1));
+  const Vec w = one - u;
+  return ((w - one) + u) - log_positive(w);
 }
 
 // E for the Vec::size() words w, in the math dtype (fp64: from the same fp32 uniform, widened exactly).
@@ -121,7 +130,7 @@ C10_ALWAYS_INLINE at::vec::Vectorized<acc_t> exponential_from_words(const uint32
   } else {
     acc_t u[Vec::size()];
     for (int j = 0; j < Vec::size(); ++j) u[j] = static_cast<acc_t>(clamped_uniform_from_word(w[j]));
-    return Vec(acc_t(0)) - log_positive(Vec::loadu(u));
+    return exponential_from_uniform(Vec::loadu(u));
   }
 }
 
@@ -134,12 +143,11 @@ C10_ALWAYS_INLINE at::vec::Vectorized<acc_t> gumbel_from_exponential(const at::v
 // few vector ops and no log, tight where g is large (where an element can win an argmax) and loose where
 // it is small (where it cannot anyway). test_cpu checks it against the computed g for every uniform.
 //
-// A lower bound on E = -log(u): with t = 1 - u, -log(1 - t) = t + t^2/2 + t^3/3 + ..., all terms positive,
-// so the first three are a lower bound, within a factor 1 + t/4 of E.
+// A lower bound on E = -log1p(-u) = u + u^2/2 + u^3/3 + ...: all terms are positive, so the first three are a
+// lower bound, within a factor 1 + u^3/4 of E where u is small (where g is large).
 C10_ALWAYS_INLINE at::vec::Vectorized<float> exponential_lower_bound(const at::vec::Vectorized<float>& u) {
   using Vf = at::vec::Vectorized<float>;
-  const Vf t = Vf(1.0f) - u;  // exact for u >= 1/2 (Sterbenz), where the bound matters
-  return t * at::vec::fmadd(t, at::vec::fmadd(t, Vf(1.0f / 3.0f), Vf(0.5f)), Vf(1.0f));
+  return u * at::vec::fmadd(u, at::vec::fmadd(u, Vf(1.0f / 3.0f), Vf(0.5f)), Vf(1.0f));
 }
 
 // An upper bound on -log(e) for e > 0 normal. With e = 2^k m, m in [1, 2): log2(m) >= m - 1 (log2 is
@@ -153,7 +161,7 @@ C10_ALWAYS_INLINE at::vec::Vectorized<float> gumbel_upper_bound(const at::vec::V
   return at::vec::fmadd(bits, Vf(-kLn2 / 8388608.0f), Vf(127.0f * kLn2 + kMargin));
 }
 
-// g[j] = -log(-log(u_j)) in the math dtype for the kLanes words w[j].
+// g[j] = -log(-log1p(-u_j)) in the math dtype for the kLanes words w[j].
 template <typename acc_t>
 inline void gumbel_from_words(const uint32_t* w, acc_t* g) {
   using Vec = at::vec::Vectorized<acc_t>;

@@ -151,8 +151,8 @@ inline float uniform_from_word(uint32_t word) {
   return static_cast<float>(folded) * kUniformScale;
 }
 
-// The contract's uniform with u = 0 replaced by the smallest positive uniform, so that
-// -log(-log(u)) is finite for every word (u = 0 gives -log(-log u) = -inf otherwise).
+// The contract's uniform with u = 0 replaced by the smallest positive uniform, so that the Gumbel noise
+// -log(-log1p(-u)) is finite for every word (u = 0 gives +inf otherwise).
 inline float clamped_uniform_from_word(uint32_t word) {
   const float u = uniform_from_word(word);
   return u < kUniformScale ? kUniformScale : u;

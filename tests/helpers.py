@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import torch
 
+from gumbel_fused._ops import gumbel_max as max_ops
 from gumbel_fused._ops import gumbel_softmax as ops
+from gumbel_fused._ops import gumbel_topk as topk_ops
+from gumbel_fused._triton import gumbel_max as triton_max
 from gumbel_fused._triton import gumbel_softmax as triton_kernels
+from gumbel_fused._triton import gumbel_topk as triton_topk
 from gumbel_fused.reference import (
     gumbel_from_uniform_ref,
+    gumbel_max_ref,
     gumbel_softmax_bwd_ref,
     gumbel_softmax_fwd_ref,
+    gumbel_topk_ref,
     math_dtype,
     uniform_ref,
 )
@@ -47,6 +53,24 @@ def run_bwd(backend: str, grad, saved, seed: int, tau: float, recompute: bool) -
     if backend == "cpu":
         return ops.gumbel_softmax_bwd(grad, saved, s, t, recompute)
     return triton_kernels.gumbel_softmax_bwd(grad, saved, s, t, recompute).cpu()
+
+
+def run_gumbel_max(backend: str, logits3d: torch.Tensor, seed: int, temperature: float) -> torch.Tensor:
+    """``gumbel_max`` of one backend on ``(outer, K, inner)`` logits: int64 ``(outer, inner)`` on the CPU."""
+    device = TRITON_DEVICE if backend == "triton" else "cpu"
+    x = logits3d.to(device)
+    s, t = as_tensors(seed, temperature, device)
+    kernel = {"reference": gumbel_max_ref, "cpu": max_ops.gumbel_max, "triton": triton_max.gumbel_max}[backend]
+    return kernel(x, s, t).cpu()
+
+
+def run_gumbel_topk(backend: str, logits3d: torch.Tensor, seed: int, temperature: float, k: int) -> torch.Tensor:
+    """``gumbel_topk`` of one backend on ``(outer, K, inner)`` logits: int64 ``(outer, k, inner)`` on the CPU."""
+    device = TRITON_DEVICE if backend == "triton" else "cpu"
+    x = logits3d.to(device)
+    s, t = as_tensors(seed, temperature, device)
+    kernel = {"reference": gumbel_topk_ref, "cpu": topk_ops.gumbel_topk, "triton": triton_topk.gumbel_topk}[backend]
+    return kernel(x, s, t, k).cpu()
 
 
 def eager_soft(logits3d: torch.Tensor, seed: int, tau: float, dtype: torch.dtype) -> torch.Tensor:

@@ -38,6 +38,9 @@ def bench_json(tmp_path):
                saved_bytes=0),
         _bench("train_step", "softmax-floor", "cpu", 1e-3),
         _bench("train_step", "fused-cpu", "cpu", 1.5e-3),
+        _bench("sampling", "multinomial", "cpu", 0.32, mode="gumbel_max"),
+        _bench("sampling", "eager", "cpu", 0.24, mode="gumbel_max"),
+        _bench("sampling", "fused-cpu", "cpu", 0.01, mode="gumbel_max"),
         {"name": "skipped", "group": None, "stats": None, "extra_info": {}},
     ]  # fmt: skip
     machine = {"cpu_model": "Test CPU", "gpu_name": "NVIDIA H100 80GB HBM3", "torch_version": "2.x"}
@@ -57,6 +60,7 @@ def test_markdown_tables(bench_json, tmp_path):
     assert "% of peak" in text  # 256 B / 1 us = 0.256 GB/s of 3.35 TB/s
     assert "3.0 MiB (3.0x)" in text  # memory table
     assert "(+50%)" in text  # train step above the floor
+    assert "| gumbel_max | 320 ms | 240 ms | 10 ms | 32.00x | 24.00x |" in text  # sampling table
 
 
 def test_gpu_peak_lookup():

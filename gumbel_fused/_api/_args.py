@@ -1,4 +1,4 @@
-"""Argument checks and conversions shared by the public functions: logits, tau, dim, generator, seed.
+"""Argument checks and conversions shared by the public functions: logits, tau, dim, k, generator, seed.
 
 Errors name the argument and read like torch's own: ``TypeError`` for a wrong type, ``ValueError`` for a
 wrong value, ``IndexError`` for a dimension out of range.
@@ -62,6 +62,22 @@ def canonical_dim(dim: object, ndim: int) -> int:
     if not -ndim <= dim < ndim:
         raise IndexError(f"Dimension out of range (expected to be in range of [{-ndim}, {ndim - 1}], but got {dim})")
     return dim % ndim
+
+
+def check_categories(fn: str, logits: torch.Tensor, dim: int) -> None:
+    """A draw needs at least one category along ``dim`` (as ``torch.argmax``, an IndexError otherwise)."""
+    if logits.shape[dim] == 0:
+        raise IndexError(f"{fn}(): cannot draw from dimension {dim} of size 0 (logits of shape {tuple(logits.shape)})")
+
+
+def check_num_draws(fn: str, k: object, n_categories: int, dim: int) -> None:
+    """``k`` draws without replacement need ``0 <= k <= n_categories``."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"{fn}(): argument 'k' must be int, not {type(k).__name__}")
+    if not 0 <= k <= n_categories:
+        raise ValueError(
+            f"{fn}(): argument 'k' must be in [0, {n_categories}] (the size of dimension {dim}), but got {k}"
+        )
 
 
 def temperature_tensor(tau: float, device: torch.device) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The RNG contract in Triton (docs/DESIGN.md section 3): Philox words -> uniforms -> Gumbel noise.
+"""The RNG contract (v2) in Triton (docs/DESIGN.md section 3): Philox words -> uniforms -> Gumbel noise.
 
 Written once here; every op's kernels draw their noise through these helpers.
 """
@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 from triton.language.random import randint4x, uint_to_uniform_float
 
-# The smallest nonzero contract uniform (2**-31 after rounding): u = 0 maps here, so g stays finite.
+# The smallest nonzero contract uniform (2**-31 after rounding): u = 0 maps here, so g stays finite (<= 21.49).
 MIN_UNIFORM = tl.constexpr(4.6566127342e-10)
 
 
@@ -29,7 +29,27 @@ def contract_uniforms(seed, rows, col0, n_groups, BLOCK_R: tl.constexpr, BLOCK_K
 
 
 @triton.jit
+def exponential_from_uniform(u):
+    """``E = -log1p(-u)`` (fp32 or fp64, as ``u``), accurate for small u, in three additions and one log.
+
+    Triton has no log1p outside libdevice, which its interpreter lacks, so: with w = 1 - u rounded, the
+    rounding error c = (w - 1) + u is exact (both sums are exact by Sterbenz's lemma), and
+    log(1 - u) = log(w - c) = log(w) - c / w + O(c^2). Using c for c / w errs by c * u / (1 - u), at most
+    2^-24 relative to E for u <= 1/2, and c = 0 above. tl.log is libdevice's accurate logf on CUDA, not an
+    approximation, so E keeps ~2 ulp relative accuracy where it is tiny: exactly where g is large.
+    """
+    w = 1.0 - u
+    return ((w - 1.0) + u) - tl.log(w)
+
+
+@triton.jit
+def gumbel_from_uniform(u, MATH_DTYPE: tl.constexpr):
+    """Contract v2's Gumbel value ``-log(-log1p(-u))`` of fp32 contract uniforms, in MATH_DTYPE; u = 0 counts
+    as the smallest uniform, so g <= 21.49 everywhere."""
+    return -tl.log(exponential_from_uniform(tl.maximum(u, MIN_UNIFORM).to(MATH_DTYPE)))
+
+
+@triton.jit
 def gumbel_noise(seed, rows, col0, n_groups, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Gumbel(0, 1) noise ``-log(-log u)`` of the contract for a ``[BLOCK_R, BLOCK_K]`` tile, in MATH_DTYPE."""
-    u = contract_uniforms(seed, rows, col0, n_groups, BLOCK_R, BLOCK_K)
-    return -tl.log(-tl.log(tl.maximum(u, MIN_UNIFORM).to(MATH_DTYPE)))
+    """Gumbel(0, 1) noise of the contract for a ``[BLOCK_R, BLOCK_K]`` tile, in MATH_DTYPE."""
+    return gumbel_from_uniform(contract_uniforms(seed, rows, col0, n_groups, BLOCK_R, BLOCK_K), MATH_DTYPE)

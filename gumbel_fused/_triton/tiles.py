@@ -80,20 +80,24 @@ def launch_config(n_rows: int, n_cols: int, inner: int, fp64: bool = False) -> d
 TL_DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64}
 
 
-def launch_rowwise(kernel, inputs: tuple, seed, tau, **constexprs):
+def launch_rowwise(kernel, inputs: tuple, seed, tau, *, out=None, config: dict | None = None, **constexprs):
     """Launch ``kernel(*inputs, out, seed, tau, n_rows, n_cols, inner, *strides of inputs)`` over row tiles.
 
-    The last input (the logits, or the backward's saved tensor) fixes the result's shape and dtype; the
-    result is a new contiguous ``(outer, K, inner)`` tensor.
+    The last input (the logits, or the backward's saved tensor) is the ``(outer, K, inner)`` problem and fixes
+    the math dtype. ``out`` is the result (a new contiguous tensor like that input when not given: the sampling
+    ops pass their index tensors), ``config`` the block sizes (``launch_config`` of the problem when not
+    given). Returns ``out``.
     """
     like = inputs[-1]
     outer, n_cols, inner = like.shape
-    out = like.new_empty(like.shape)
+    if out is None:
+        out = like.new_empty(like.shape)
     if out.numel() == 0:
         return out
     n_rows = outer * inner
     math = math_dtype(like.dtype)
-    config = launch_config(n_rows, n_cols, inner, fp64=math == torch.float64)
+    if config is None:
+        config = launch_config(n_rows, n_cols, inner, fp64=math == torch.float64)
     strides = [stride for tensor in inputs for stride in tensor.stride()]
     kernel[(triton.cdiv(n_rows, config["BLOCK_R"]),)](
         *inputs, out, seed, tau, n_rows, n_cols, inner, *strides,

@@ -3,8 +3,11 @@
 It is deliberately plain, one module per op plus the RNG contract (``rng``); speed is the kernels' job.
 """
 
+from .gumbel_max import NO_DRAW, gumbel_max_ref, sampling_scores_ref
 from .gumbel_softmax import gumbel_softmax_bwd_ref, gumbel_softmax_fwd_ref, one_hot_argmax, perturbed_logits_ref
+from .gumbel_topk import gumbel_topk_ref
 from .rng import (
+    GUMBEL_CAP,
     UNIFORM_SCALE,
     gumbel_from_uniform_ref,
     math_dtype,
@@ -15,15 +18,20 @@ from .rng import (
 )
 
 __all__ = [
+    "GUMBEL_CAP",
+    "NO_DRAW",
     "UNIFORM_SCALE",
     "gumbel_from_uniform_ref",
+    "gumbel_max_ref",
     "gumbel_softmax_bwd_ref",
     "gumbel_softmax_fwd_ref",
+    "gumbel_topk_ref",
     "math_dtype",
     "one_hot_argmax",
     "perturbed_logits_ref",
     "philox4x32_ref",
     "philox_words_ref",
+    "sampling_scores_ref",
     "uniform_from_words_ref",
     "uniform_ref",
 ]

@@ -20,6 +20,9 @@ _PHILOX_KEY_B = 0xBB67AE85
 _PHILOX_ROUNDS = 10
 # Triton's `uint_to_uniform_float` scale: the largest fp32 s with (2**31 - 1) * s < 1 after rounding.
 UNIFORM_SCALE = 4.6566127342e-10
+# The largest Gumbel value of contract v2: g at the smallest positive uniform (UNIFORM_SCALE rounded to fp32),
+# -log(-log1p(-u)) in fp64.
+GUMBEL_CAP = 21.48756265673012
 
 
 def _mulhilo32(a: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,13 +86,15 @@ def uniform_ref(
 
 
 def gumbel_from_uniform_ref(u: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Gumbel(0, 1) noise ``-log(-log(u))``, finite for every contract uniform.
+    """Gumbel(0, 1) noise of contract v2, ``g = -log(-log1p(-u))``, finite for every contract uniform.
 
-    u = 0 is mapped to the smallest positive uniform (2**-31 up to rounding); the largest uniform,
-    1 - 2**-24, gives -log(u) ~ 6e-8 and so g ~ 16.6. Both ends stay finite.
+    ``E = -log1p(-u)`` is an Exp(1) sample that is small where u is small, and small uniforms are where the
+    contract's are finest (multiples of 2**-31), so the upper tail of g reaches ``GUMBEL_CAP`` = 21.49 (v1's
+    ``-log(-log u)`` stopped at 16.64, where u's spacing near 1 is 2**-24). u = 0 is mapped to the smallest
+    positive uniform; the largest, 1 - 2**-24, gives the lower end, g = -log(24 log 2) = -2.81.
     """
     u = u.clamp_min(UNIFORM_SCALE).to(dtype)
-    return -torch.log(-torch.log(u))
+    return -torch.log(-torch.log1p(-u))
 
 
 def math_dtype(dtype: torch.dtype) -> torch.dtype:

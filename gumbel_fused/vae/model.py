@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gumbel_fused import gumbel_softmax
+from gumbel_fused import gumbel_max, gumbel_softmax
 
 GumbelSoftmaxFn = Callable[..., torch.Tensor]
 IMPLEMENTATIONS = ("fused", "eager", "compiled")
@@ -52,20 +52,10 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def gumbel_max(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Exact samples from ``Categorical(logits)`` over the last dim: ``argmax(logits + G)`` with G
-    standard Gumbel noise. ``(..., K) -> (...)`` int64 indices.
-
-    The model's only sampler of its own; it stands in for the library's until that ships one.
-    """
-    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-    gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(logits.dtype).tiny)))
-    return (logits + gumbel).argmax(dim=-1)
-
-
 def _sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Exact one-hot samples from ``Categorical(logits)`` over the last dim, in the logits' dtype."""
-    return F.one_hot(gumbel_max(logits, generator), logits.shape[-1]).to(logits.dtype)
+    """Exact one-hot samples from ``Categorical(logits)`` over the last dim, in the logits' dtype: the library's
+    fused Gumbel-max draw (one pass over the logits, no noise tensor), one-hot encoded."""
+    return F.one_hot(gumbel_max(logits, generator=generator), logits.shape[-1]).to(logits.dtype)
 
 
 class CategoricalVAE(nn.Module):

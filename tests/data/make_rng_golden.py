@@ -1,8 +1,10 @@
-"""Regenerate ``rng_golden.json``: Philox words and uniforms produced by Triton itself.
+"""Regenerate ``rng_golden.json``: Philox words and uniforms produced by Triton itself, and Gumbel values.
 
 The words come from Triton's own ``tl.randint4x(seed, n)`` and the uniforms from its
 ``uint_to_uniform_float``, not from this project's helpers, so the file is an independent check of every
-backend's RNG contract (docs/DESIGN.md section 3). Needs only Triton's interpreter, no GPU:
+backend's RNG contract (docs/DESIGN.md section 3). The Gumbel values of contract v2,
+g = -log(-log1p(-max(u, smallest uniform))), are computed here in fp64 with Python's ``math`` from those
+uniforms, again without the project's code. Needs only Triton's interpreter, no GPU:
 
     TRITON_INTERPRET=1 python tests/data/make_rng_golden.py > tests/data/rng_golden.json
 """
@@ -10,6 +12,7 @@ backend's RNG contract (docs/DESIGN.md section 3). Needs only Triton's interpret
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -29,8 +32,16 @@ CASES = [
     (2**63 - 1, 5, [0]),
     (7, 3, [2**33 - 1]),
 ]
-# Words at the ends of the int32 range, where the uniform's sign fold and its 0 and 1 - 2**-24 ends live.
-EDGE_WORDS = [0x00000000, 0x00000001, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF]
+CONTRACT_VERSION = 2
+# The smallest positive uniform, Triton's scale rounded to fp32 (2**-31 * (1 - 2**-24)): u = 0 is replaced by it.
+SMALLEST_UNIFORM = float(torch.tensor(4.6566127342e-10, dtype=torch.float32))
+# Words at the ends of the int32 range, where the uniform's sign fold and its 0 and 1 - 2**-24 ends live; the
+# smallest uniforms (g's upper tail), the last and first word whose int-to-float conversion is exact or
+# rounds, and the two sides of u = 1/2 (where 1 - u stops being exact in fp32).
+EDGE_WORDS = [
+    0x00000000, 0x00000001, 0x00000002, 0x00000003, 0x00FFFFFF, 0x01000001, 0x3FFFFF80, 0x40000100,
+    0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF,
+]  # fmt: skip
 
 
 @triton.jit
@@ -69,16 +80,32 @@ def word_to_uniform(words: list[int]) -> list[float]:
     return uniforms[: len(words)].tolist()
 
 
+def gumbel(u: float) -> float:
+    """Contract v2's Gumbel value of a uniform, in fp64."""
+    return -math.log(-math.log1p(-max(u, SMALLEST_UNIFORM)))
+
+
 def main() -> None:
     cases = []
     for seed, n_cols, rows in CASES:
         entries = []
         for row in rows:
             words, uniforms = contract_row(seed, n_cols, row)
-            entries.append({"row": row, "words": [f"0x{w:08x}" for w in words], "u": uniforms})
+            entries.append(
+                {"row": row, "words": [f"0x{w:08x}" for w in words], "u": uniforms, "g": [gumbel(u) for u in uniforms]}
+            )
         cases.append({"seed": seed, "K": n_cols, "rows": entries})
-    table = dict(zip((f"0x{w:08x}" for w in EDGE_WORDS), word_to_uniform(EDGE_WORDS), strict=True))
-    json.dump({"triton": triton.__version__, "cases": cases, "word_to_uniform": table}, sys.stdout, indent=1)
+    edge_uniforms = word_to_uniform(EDGE_WORDS)
+    table = dict(zip((f"0x{w:08x}" for w in EDGE_WORDS), edge_uniforms, strict=True))
+    gumbels = dict(zip((f"0x{w:08x}" for w in EDGE_WORDS), map(gumbel, edge_uniforms), strict=True))
+    golden = {
+        "contract": CONTRACT_VERSION,
+        "triton": triton.__version__,
+        "cases": cases,
+        "word_to_uniform": table,
+        "word_to_gumbel": gumbels,
+    }
+    json.dump(golden, sys.stdout, indent=1)
     sys.stdout.write("\n")
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gumbel_fused.reference import (
+    GUMBEL_CAP,
     UNIFORM_SCALE,
     gumbel_from_uniform_ref,
     philox4x32_ref,
@@ -39,6 +40,19 @@ def test_golden_word_to_uniform(rng_golden):
     assert uniform_from_words_ref(words).tolist() == list(table.values())
 
 
+def test_golden_gumbel_values(rng_golden):
+    # The golden g (contract v2) were computed in fp64 by Python's math from Triton's uniforms.
+    assert rng_golden["contract"] == 2
+    u = torch.tensor([x for case in rng_golden["cases"] for row in case["rows"] for x in row["u"]])
+    want = torch.tensor([x for case in rng_golden["cases"] for row in case["rows"] for x in row["g"]], dtype=torch.float64)
+    edges = rng_golden["word_to_gumbel"]
+    u = torch.cat([u, uniform_from_words_ref(torch.tensor([int(w, 16) for w in edges]))])
+    want = torch.cat([want, torch.tensor(list(edges.values()), dtype=torch.float64)])
+    torch.testing.assert_close(gumbel_from_uniform_ref(u, torch.float64), want, rtol=0, atol=1e-13)
+    # fp32 math: a few ulp of |g| <= 21.5.
+    torch.testing.assert_close(gumbel_from_uniform_ref(u, torch.float32).double(), want, rtol=0, atol=8e-6)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_noise_is_finite_for_edge_words(dtype):
     # 0 and 0xffffffff map to u = 0; 0x7fffffff and 0x80000000 to the largest u, 1 - 2**-24.
@@ -47,9 +61,27 @@ def test_noise_is_finite_for_edge_words(dtype):
     assert u.min().item() == 0.0 and u.max().item() == 1 - 2**-24
     g = gumbel_from_uniform_ref(u, dtype)
     assert torch.isfinite(g).all(), g
-    # u = 0 is treated as the smallest positive uniform, so the two smallest words agree.
+    # u = 0 is treated as the smallest positive uniform, so the two smallest words agree, at the cap.
     assert g[0] == g[1] == gumbel_from_uniform_ref(torch.tensor([UNIFORM_SCALE]), dtype)[0]
-    assert 16.0 < g[2].item() < 17.0  # -log(-log(1 - 2**-24)) = 16.64
+    assert g[0].item() == pytest.approx(GUMBEL_CAP, abs=1e-5)
+    assert g[2].item() == pytest.approx(-math.log(24 * math.log(2)), abs=1e-6)  # the largest u: g = -2.81
+
+
+def test_upper_tail_follows_the_uniform_lattice():
+    """The tail the contract promises: over the 2**16 smallest uniforms (every word with g > 10.39), g matches
+    -log(-log1p(-u)) in fp64 to fp32 accuracy, so P(g > t) = P(u < exp(-exp(-t))) holds up to the cap; v1's
+    -log(-log u) put all of them below 16.64."""
+    x = torch.arange(2**16, dtype=torch.int64)  # the folded int32 values of the words (word = x)
+    u = uniform_from_words_ref(x)
+    truth = -torch.log(-torch.log1p(-u.double().clamp_min(UNIFORM_SCALE)))
+    g = gumbel_from_uniform_ref(u, torch.float32)
+    assert (g.double() - truth).abs().max().item() < 4e-6
+    assert g.max().item() == pytest.approx(GUMBEL_CAP, abs=4e-6) and truth.min().item() > 10.39
+    # The Gumbel survival function at t is 1 - exp(-exp(-t)); the words with g > t number 2 * #{x: g(x) > t}.
+    for t in (12.0, 16.0, 17.0, 20.0):
+        fraction = 2 * (g > t).sum().item() / 2**32
+        exact = -math.expm1(-math.exp(-t))
+        assert abs(fraction - exact) <= 2 * 2**-31 + 1e-3 * exact, (t, fraction, exact)
 
 
 def test_uniform_layout_follows_logical_rows():

@@ -1,0 +1,90 @@
+"""Triton ``gumbel_max``: one categorical draw per row, and the helpers ``gumbel_topk`` shares.
+
+Per row: Philox words -> uniforms -> Gumbel noise -> z = x / T + g -> running argmax. Eager Gumbel-max makes
+four full-size passes (the noise, the division, the add, the argmax) and torch.multinomial three (softmax,
+its cumulative sum, the search); this kernel reads the logits once and writes one int64 a row: no softmax,
+no noise tensor, no one-hot. Rows of any length: the row is walked in BLOCK_K chunks with the running max.
+Tiles and launch configuration: ``tiles.py``; noise: ``rng.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .rng import gumbel_noise
+from .tiles import launch_rowwise, load_tile
+
+
+@triton.jit
+def sampling_scores(
+    x_ptr, seed, temperature, rows, col0, n_rows, n_cols, n_groups, inner,
+    stride_outer, stride_col, stride_inner,
+    MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """``z = x / T + g`` for columns [col0, col0 + BLOCK_K) of ``rows``, in MATH_DTYPE; -inf out of bounds.
+
+    A division, as the reference does, so that z rounds the same on every backend and, at T = 1, equals
+    ``gumbel_softmax``'s ``(x + g) / 1`` bit for bit.
+    """
+    x = load_tile(
+        x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
+        MATH_DTYPE, BLOCK_K,
+    )
+    return x / temperature + gumbel_noise(seed, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
+
+
+@triton.jit
+def count_nans(z):
+    """NaNs a row of the tile: tl.max may skip them, so a row holding one is caught by this count."""
+    return tl.sum((z != z).to(tl.int32), axis=1)
+
+
+@triton.jit
+def undefined_rows(row_max, row_nans):
+    """Rows with nothing to draw: a NaN, or no finite max (all -inf, or a +inf), where softmax is NaN."""
+    return (row_nans > 0) | (row_max == float("-inf")) | (row_max == float("inf"))
+
+
+@triton.jit
+def _gumbel_max_kernel(
+    x_ptr,  # logits, (outer, K, inner) with any strides
+    out_ptr,  # int64 draws, contiguous (outer, inner): row r = o * inner + i at offset r
+    seed_ptr,  # 0-dim int64 Philox seed; loaded here so the host never syncs on it
+    temperature_ptr,  # 0-dim fp64 temperature, read here: a new one never recompiles
+    n_rows,  # outer * inner logical rows
+    n_cols,  # K categories
+    inner,  # size of the dimensions after the category dimension
+    stride_outer, stride_col, stride_inner,  # logits strides, in elements
+    SINGLE_PASS: tl.constexpr,  # BLOCK_K >= K: one chunk, a loop the compiler drops
+    MATH_DTYPE: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)  # int64: rows * K may pass 2**31
+    seed = tl.load(seed_ptr)
+    temperature = tl.load(temperature_ptr).to(MATH_DTYPE)
+    n_groups = (n_cols + 3) // 4
+    row_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)
+    row_argmax = tl.zeros((BLOCK_R,), tl.int64)
+    row_nans = tl.zeros((BLOCK_R,), tl.int32)
+    for col0 in range(0, BLOCK_K if SINGLE_PASS else n_cols, BLOCK_K):
+        z = sampling_scores(
+            x_ptr, seed, temperature, rows, col0, n_rows, n_cols, n_groups, inner,
+            stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
+        )
+        chunk_max, chunk_argmax = tl.max(z, axis=1, return_indices=True, return_indices_tie_break_left=True)
+        # Strict '>' keeps the first index on ties across chunks, as torch.argmax and gumbel_softmax do.
+        row_argmax = tl.where(chunk_max > row_max, col0 + chunk_argmax, row_argmax)
+        row_max = tl.maximum(row_max, chunk_max)
+        row_nans += count_nans(z)
+    draws = tl.where(undefined_rows(row_max, row_nans), -1, row_argmax)
+    tl.store(out_ptr + rows, draws, mask=rows < n_rows)
+
+
+def gumbel_max(logits, seed, temperature):
+    """Launch the kernel on ``(outer, K, inner)`` logits; returns the int64 ``(outer, inner)`` draws."""
+    outer, _, inner = logits.shape
+    out = torch.empty((outer, inner), dtype=torch.int64, device=logits.device)
+    return launch_rowwise(_gumbel_max_kernel, (logits,), seed, temperature, out=out)
