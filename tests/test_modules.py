@@ -30,3 +30,30 @@ def test_eval_mode_is_deterministic_and_draws_nothing():
 def test_bad_tau():
     with pytest.raises(ValueError, match="tau"):
         GumbelSoftmax(tau=0.0)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_eval_and_train_agree_on_nan_and_impossible_rows(hard):
+    x = torch.randn(4, 5)
+    x[1, 2] = float("nan")
+    x[2] = float("-inf")
+    module = GumbelSoftmax(tau=0.5, hard=hard)
+    for training in (True, False):
+        y = module.train(training)(x)
+        assert torch.isnan(y[[1, 2]]).all() and torch.isfinite(y[[0, 3]]).all()
+
+
+def test_learnable_temperature_is_a_registered_parameter_with_a_gradient():
+    module = GumbelSoftmax(tau=torch.nn.Parameter(torch.ones(1)), hard=True)
+    assert [name for name, _ in module.named_parameters()] == ["tau"]
+    x, weight = torch.randn(8, 5), torch.randn(8, 5)
+    (module(x) * weight).sum().backward()
+    assert module.tau.grad.shape == (1,) and module.tau.grad.abs() > 0
+    module.eval()
+    torch.testing.assert_close(module(x), torch.nn.functional.one_hot(x.argmax(-1), 5).float())
+
+
+@pytest.mark.parametrize("tau", [torch.ones(3), "1", True])
+def test_bad_tau_types_and_shapes(tau):
+    with pytest.raises((TypeError, ValueError), match="GumbelSoftmax\\(\\): argument 'tau'"):
+        GumbelSoftmax(tau=tau)

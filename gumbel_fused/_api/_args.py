@@ -1,15 +1,19 @@
 """Argument checks and conversions shared by the public functions: logits, tau, dim, k, generator, seed.
 
-Errors name the argument and read like torch's own: ``TypeError`` for a wrong type, ``ValueError`` for a
-wrong value, ``IndexError`` for a dimension out of range.
+Errors name the function and the argument and read like torch's own: ``TypeError`` for a wrong type,
+``ValueError`` for a wrong value, ``IndexError`` for a dimension out of range.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import operator
 
 import torch
+from torch.autograd import forward_ad
+
+from .._ops._dispatch import check_temperature_value, runs_plain_eager
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # Seeds are drawn from [0, 2**63 - 1): torch.randint's exclusive upper bound must fit in int64.
@@ -23,8 +27,12 @@ def draw_seed(device: torch.device, generator: torch.Generator | None = None) ->
     and ``get_rng_state``/``set_rng_state`` govern it) and stays on the device: no host sync on GPU.
     A CPU ``generator`` gives the same seed whatever the device of the logits.
     """
-    source = device if generator is None else generator.device
-    seed = torch.randint(_SEED_HIGH, (), generator=generator, device=source, dtype=torch.int64)
+    # Always pass ``generator=``, even None: that is the ``randint.generator`` overload, which Inductor
+    # leaves to aten, so compiled code draws the seed eager code draws. Plain ``randint`` it would
+    # replace with its own RNG stream.
+    if generator is None:
+        return torch.randint(_SEED_HIGH, (), generator=None, device=device, dtype=torch.int64)
+    seed = torch.randint(_SEED_HIGH, (), generator=generator, device=generator.device, dtype=torch.int64)
     return seed.to(device, non_blocking=True)
 
 
@@ -39,26 +47,81 @@ def check_logits(fn: str, logits: object) -> None:
 
 
 def check_generator(fn: str, generator: object) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"{fn}(): argument 'generator' must be torch.Generator, not {type(generator).__name__}")
-
-
-def check_temperature(fn: str, name: str, value: object) -> None:
-    """A temperature must be a positive finite real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}(): argument '{name}' must be a positive finite float, not {type(value).__name__}")
-    if torch.compiler.is_compiling():
-        # A Python comparison would make Dynamo guard on the value, so each new tau (annealing)
-        # would recompile; eager calls check the value, compiled graphs take it on trust.
+    if generator is None:
         return
-    if not 0.0 < value < math.inf:  # also false for NaN
-        raise ValueError(f"{fn}(): argument '{name}' must be a positive finite float, but got {value}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{fn}(): argument 'generator' must be torch.Generator, not {type(generator).__name__}")
+    if torch.compiler.is_compiling():
+        # Dynamo cannot put a Generator in a graph ("Failed to convert args/kwargs to proxy"). Without
+        # fullgraph this raise is a graph break, after which the call runs eagerly with the generator.
+        raise RuntimeError(
+            f"{fn}(): argument 'generator' is not supported inside torch.compile(fullgraph=True): a graph "
+            "cannot draw from a torch.Generator. Seed the default generator (torch.manual_seed) instead, "
+            "or call it outside the compiled function."
+        )
 
 
-def canonical_dim(dim: object, ndim: int) -> int:
-    """``dim`` in ``[0, ndim)``; a scalar tensor is never a 0-dim view here: ``ndim >= 1``."""
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"argument 'dim' must be int, not {type(dim).__name__}")
+def checked_temperature(fn: str, name: str, value: object, logits: torch.Tensor | None) -> float | torch.Tensor:
+    """A temperature as the ops take it: a float, or a 0-dim floating tensor.
+
+    Numbers (``float``, ``int``, ``Fraction``, NumPy scalars) become floats. A one-element tensor stays a
+    tensor when it requires grad (a learnable temperature), when it lives on the GPU (reading it would
+    sync), under torch.compile (a new value must not recompile) and under forward-mode AD (it may carry a
+    tangent); otherwise it is read as a float.
+    Values are checked where that is free: eager floats and CPU tensors. Under torch.compile the CPU
+    kernels check at run time and the CUDA kernels give NaN; a CUDA tensor gives NaN. ``logits`` gives the
+    dtype whose range bounds tau (None: float64's).
+    """
+    dtype = torch.float64 if logits is None else logits.dtype
+    if type(value) is float and not torch.compiler.is_compiling():  # the common call, without ABC checks
+        check_temperature_value(fn, name, value, dtype)
+        return value
+    if isinstance(value, torch.Tensor):
+        return _tensor_temperature(fn, name, value, logits)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}(): argument '{name}' must be float or Tensor, not {type(value).__name__}")
+    value = float(value)
+    if not torch.compiler.is_compiling():
+        # A Python comparison would make Dynamo guard on the value, so each new tau (annealing) would
+        # recompile; compiled graphs check it in the kernels instead.
+        check_temperature_value(fn, name, value, dtype)
+    return value
+
+
+def _tensor_temperature(fn: str, name: str, tau: torch.Tensor, logits: torch.Tensor | None) -> float | torch.Tensor:
+    if tau.numel() != 1:
+        raise ValueError(
+            f"{fn}(): argument '{name}' must be a number or a one-element tensor, but got a tensor of shape "
+            f"{tuple(tau.shape)} (one temperature per element is not supported)"
+        )
+    if tau.dtype == torch.bool or tau.is_complex():
+        raise TypeError(f"{fn}(): argument '{name}' must be a real number or tensor, but got a {tau.dtype} tensor")
+    if logits is not None and tau.device != logits.device and tau.device.type != "cpu":
+        raise RuntimeError(
+            f"{fn}(): expected '{name}' on the device of 'logits' ({logits.device}) or on the CPU, but got "
+            f"'{name}' on {tau.device}"
+        )
+    tau = tau.reshape(()) if tau.is_floating_point() else tau.to(torch.float64).reshape(())
+    if tau.device.type != "cpu" or not runs_plain_eager(tau):  # compile, torch.func: a tensor it stays
+        return tau
+    value = tau.item()
+    check_temperature_value(fn, name, value, torch.float64 if logits is None else logits.dtype)
+    differentiable = tau.requires_grad or forward_ad._current_level >= 0  # a grad, or maybe a tangent
+    return tau if differentiable else value
+
+
+def canonical_dim(fn: str, dim: object, ndim: int) -> int:
+    """``dim`` in ``[0, ndim)``. Like torch, anything with ``__index__`` but a bool is an int: NumPy
+    integers and 0-dim integer tensors. A scalar tensor is never a 0-dim view here: ``ndim >= 1``."""
+    if type(dim) is int and -ndim <= dim < ndim:  # the common call
+        return dim % ndim
+    is_scalar_tensor = isinstance(dim, torch.Tensor) and dim.dim() == 0 and dim.dtype != torch.bool
+    if isinstance(dim, bool) or (isinstance(dim, torch.Tensor) and not is_scalar_tensor):
+        raise TypeError(f"{fn}(): argument 'dim' must be int, not {type(dim).__name__}")
+    try:
+        dim = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"{fn}(): argument 'dim' must be int, not {type(dim).__name__}") from None
     if not -ndim <= dim < ndim:
         raise IndexError(f"Dimension out of range (expected to be in range of [{-ndim}, {ndim - 1}], but got {dim})")
     return dim % ndim
@@ -78,17 +141,6 @@ def check_num_draws(fn: str, k: object, n_categories: int, dim: int) -> None:
         raise ValueError(
             f"{fn}(): argument 'k' must be in [0, {n_categories}] (the size of dimension {dim}), but got {k}"
         )
-
-
-def temperature_tensor(tau: float, device: torch.device) -> torch.Tensor:
-    """tau as the 0-dim fp64 tensor the ops take.
-
-    Under torch.compile, ``ones * tau`` lets Dynamo turn the float into a graph input; ``torch.full``
-    would bake its value in and recompile for every new tau.
-    """
-    if torch.compiler.is_compiling():
-        return torch.ones((), dtype=torch.float64, device=device) * tau
-    return torch.full((), tau, dtype=torch.float64, device=device)
 
 
 def categories_view(logits: torch.Tensor, dim: int) -> torch.Tensor:

@@ -5,8 +5,15 @@ from __future__ import annotations
 import torch
 
 from .._ops import gumbel_max as ops
-from ._args import canonical_dim, categories_view, check_categories, check_generator, check_logits, check_temperature
-from ._args import draw_seed, temperature_tensor
+from ._args import (
+    canonical_dim,
+    categories_view,
+    check_categories,
+    check_generator,
+    check_logits,
+    checked_temperature,
+    draw_seed,
+)
 
 
 def gumbel_max(
@@ -34,15 +41,14 @@ def gumbel_max(
         give NaN) gets -1: an index that fails loudly if used, found with ``(indices < 0)`` and no host sync.
     """
     check_logits("gumbel_max", logits)
-    check_temperature("gumbel_max", "temperature", temperature)
+    temperature = checked_temperature("gumbel_max", "temperature", temperature, logits)
     check_generator("gumbel_max", generator)
     if logits.dim() == 0:  # one category, as torch.argmax treats a scalar
         return gumbel_max(logits.view(1), dim, temperature=temperature, generator=generator).view(())
-    dim = canonical_dim(dim, logits.dim())
+    dim = canonical_dim("gumbel_max", dim, logits.dim())
     check_categories("gumbel_max", logits, dim)
     out_shape = logits.shape[:dim] + logits.shape[dim + 1 :]
     if logits.numel() == 0:
         return torch.empty(out_shape, dtype=torch.int64, device=logits.device)
     seed = draw_seed(logits.device, generator)
-    temperature = temperature_tensor(temperature, logits.device)
     return ops.gumbel_max(categories_view(logits, dim), seed, temperature).view(out_shape)

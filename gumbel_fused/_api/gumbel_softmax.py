@@ -7,20 +7,14 @@ import warnings
 import torch
 
 from .._ops import gumbel_softmax as ops
-from ._args import (
-    canonical_dim,
-    categories_view,
-    check_generator,
-    check_logits,
-    check_temperature,
-    draw_seed,
-    temperature_tensor,
-)
+from ._args import canonical_dim, check_generator, check_logits, checked_temperature, draw_seed
+
+_FN = "gumbel_softmax"
 
 
 def gumbel_softmax(
     logits: torch.Tensor,
-    tau: float = 1.0,
+    tau: float | torch.Tensor = 1.0,
     hard: bool = False,
     eps: float = 1e-10,
     dim: int = -1,
@@ -31,33 +25,45 @@ def gumbel_softmax(
 
     Same signature and semantics as :func:`torch.nn.functional.gumbel_softmax`
     (Jang et al. 2017, arXiv:1611.01144; Maddison et al. 2017, arXiv:1611.00712):
-    ``y = softmax((logits + g) / tau, dim)`` with ``g ~ Gumbel(0, 1)``.
+    ``y = softmax((logits + g) / tau, dim)`` with ``g ~ Gumbel(0, 1)``. Differentiable in ``logits`` and in a
+    tensor ``tau``, in reverse mode (to any order) and forward mode, and under ``torch.func`` transforms and
+    ``torch.compile(fullgraph=True)``.
 
     Args:
         logits: unnormalized log-probabilities, any shape, fp16/bf16/fp32/fp64. ``-inf`` marks an
             impossible category: it gets exactly 0 and is never drawn. A slice along ``dim`` with no
             finite logit, or holding a NaN, gives NaN for that slice only (as ``torch.softmax``).
-        tau: positive temperature.
+        tau: positive temperature: a number, or a one-element tensor (a learnable temperature gets its
+            gradient). It must lie in the normal range of the precision the logits are sampled in
+            (fp32 for fp16/bf16/fp32 logits, fp64 for fp64): beyond it ``(logits + g) / tau`` is inf or
+            denormal. As with torch, a tau small enough for ``(logits + g) / tau`` to overflow gives NaN.
+            Checked eagerly (``ValueError``) for numbers and CPU tensors; a CUDA tensor cannot be read
+            without a host sync, so an invalid one gives NaN samples, and so does an invalid tau inside
+            ``torch.compile`` on CUDA (on the CPU the compiled kernel raises the ``ValueError``).
         hard: if True, return an exact one-hot (0.0 and 1.0) of the sample's argmax, whose gradient
             is that of the soft sample (straight-through).
         eps: deprecated and ignored, as in torch.
-        dim: the dimension holding the categories.
-        generator: the ``torch.Generator`` to draw the seed from; defaults to the logits' device's.
+        dim: the dimension holding the categories (an int, NumPy integer or 0-dim integer tensor).
+        generator: the ``torch.Generator`` to draw the seed from; defaults to the logits' device's. Not
+            supported inside ``torch.compile(fullgraph=True)`` (a ``RuntimeError`` says so).
 
     Returns:
-        A tensor with the shape, dtype and device of ``logits``.
+        A tensor with the shape, dtype and device of ``logits`` (with a tensor ``tau`` of more
+        dimensions than ``logits``, the broadcast shape, as torch).
     """
-    check_logits("gumbel_softmax", logits)
-    check_temperature("gumbel_softmax", "tau", tau)
-    check_generator("gumbel_softmax", generator)
+    check_logits(_FN, logits)
+    tau_arg, tau = tau, checked_temperature(_FN, "tau", tau, logits)
+    check_generator(_FN, generator)
     if eps != 1e-10:
         warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
     if logits.dim() == 0:
         # torch treats a scalar as one category; keep the drop-in behaviour.
-        return gumbel_softmax(logits.view(1), tau, hard, dim=dim, generator=generator).view(())
-    dim = canonical_dim(dim, logits.dim())
+        return gumbel_softmax(logits.view(1), tau_arg, hard, dim=dim, generator=generator).view(())
+    dim = canonical_dim(_FN, dim, logits.dim())
     if logits.numel() == 0:
-        return torch.empty_like(logits)
-    seed = draw_seed(logits.device, generator)
-    tau = temperature_tensor(tau, logits.device)
-    return ops.gumbel_softmax_fwd(categories_view(logits, dim), seed, tau, bool(hard)).view(logits.shape)
+        y = logits.clone()  # a clone, not empty_like: it keeps the autograd graph
+    else:
+        y = ops.gumbel_softmax(logits, draw_seed(logits.device, generator), tau, bool(hard), dim)
+    if isinstance(tau_arg, torch.Tensor) and tau_arg.dim() > logits.dim():
+        return y.view((1,) * (tau_arg.dim() - logits.dim()) + tuple(logits.shape))  # torch broadcasts
+    return y

@@ -5,8 +5,15 @@ from __future__ import annotations
 import torch
 
 from .._ops import gumbel_topk as ops
-from ._args import canonical_dim, categories_view, check_generator, check_logits, check_num_draws, check_temperature
-from ._args import draw_seed, temperature_tensor
+from ._args import (
+    canonical_dim,
+    categories_view,
+    check_generator,
+    check_logits,
+    check_num_draws,
+    checked_temperature,
+    draw_seed,
+)
 
 
 def gumbel_topk(
@@ -39,16 +46,15 @@ def gumbel_topk(
         with nothing to draw from (every logit -inf, or a NaN or +inf among them), as in :func:`gumbel_max`.
     """
     check_logits("gumbel_topk", logits)
-    check_temperature("gumbel_topk", "temperature", temperature)
+    temperature = checked_temperature("gumbel_topk", "temperature", temperature, logits)
     check_generator("gumbel_topk", generator)
     if logits.dim() == 0:  # one category, as torch.topk treats a scalar
         draws = gumbel_topk(logits.view(1), k, dim, temperature=temperature, generator=generator)
         return draws.view(()) if k == 1 else draws
-    dim = canonical_dim(dim, logits.dim())
+    dim = canonical_dim("gumbel_topk", dim, logits.dim())
     check_num_draws("gumbel_topk", k, logits.shape[dim], dim)
     out_shape = logits.shape[:dim] + (k,) + logits.shape[dim + 1 :]
     if logits.numel() == 0 or k == 0:
         return torch.empty(out_shape, dtype=torch.int64, device=logits.device)
     seed = draw_seed(logits.device, generator)
-    temperature = temperature_tensor(temperature, logits.device)
     return ops.gumbel_topk(categories_view(logits, dim), seed, temperature, k).view(out_shape)

@@ -1,55 +1,213 @@
-"""The one dispatch point: which kernel runs an op on which device.
+"""The one dispatch point: which kernel runs an op on which device, through the dispatcher or directly.
+
+Every op is a ``torch.library`` op in the ``gumbel_fused`` namespace with three kernels:
 
 * CPU: the op's C++ entry point (``csrc/``, built on first use by ``gumbel_fused._cpu``), or the reference
   when the C++ kernels could not be built (``_cpu`` then warned once).
 * CUDA: the op's Triton launcher, from ``gumbel_fused._triton.<module>``, imported on first use.
-* Any other device: the reference, which is the op's own body (``custom_op``'s default kernel).
+* Any other device: the reference (``CompositeExplicitAutograd``).
 
-The C++ entry points take scalars as C++ doubles: the ops' 0-dim floating tensors (tau) are read with
-``item()``, which on a CPU tensor costs no sync.
+:func:`define_op` returns a :class:`KernelOp`. Calling it on plain eager tensors runs the kernel directly:
+the dispatcher's boxing, the Python kernel it calls back and the ``register_autograd`` wrapper cost about
+30 us a call (measured on the 2-core CI machine), tens of times the kernel itself at small sizes. Anywhere
+the op must be seen as an op (torch.compile, export, ``torch.func`` transforms, dispatch and function
+modes, JIT tracing, tensor subclasses), calling it goes through the dispatcher: there the op is traceable,
+has a fake, and batches under vmap. Both ways run the same kernels.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 
 import torch
 
 from .. import _cpu
-
-
-def _cpp_arguments(args: tuple) -> tuple:
-    return tuple(a.item() if isinstance(a, torch.Tensor) and a.dim() == 0 and a.is_floating_point() else a for a in args)
-
+from ..reference.rng import math_dtype
 
 # The one library of the project's ops. ``Library.define`` + ``impl`` rather than ``custom_op``: custom_op
 # wraps each kernel in a dynamo-disabling shim that imports torch._dynamo on the first call (about 2 s).
 LIBRARY = torch.library.Library("gumbel_fused", "DEF")
 
+# Tensors the kernels can take directly; any other type (FakeTensor, functorch wrappers, subclasses with
+# __torch_dispatch__ or __torch_function__) must meet the op through the dispatcher.
+_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
-def define_op(schema: str, reference: Callable, *, cpp: str, triton: str):
-    """Define ``gumbel_fused::<schema>`` and give it its kernels; returns the op (``torch.ops.gumbel_fused.<name>``).
+
+def runs_plain_eager(tensor: torch.Tensor) -> bool:
+    """Whether calling a kernel directly on ``tensor`` is indistinguishable from calling the op.
+
+    ``is_compiling`` comes first: under Dynamo the rest is never traced (Dynamo folds it to True).
+    """
+    return not (
+        torch.compiler.is_compiling()
+        or type(tensor) not in _PLAIN_TENSOR_TYPES
+        or torch._C._are_functorch_transforms_active()
+        or torch._C._len_torch_dispatch_stack()
+        or torch._C._is_torch_function_mode_enabled()
+        or torch._C._get_tracing_state()
+    )
+
+
+def check_temperature_value(fn: str, name: str, value: float, dtype: torch.dtype) -> None:
+    """A temperature must be a normal, finite, positive number in the math dtype of ``dtype`` logits.
+
+    The kernels compute ``(x + g) / tau`` in that dtype (fp32 for fp16/bf16/fp32 logits, fp64 for fp64):
+    a tau above its largest finite value becomes inf there (every sample the same), and one below its
+    smallest normal value is denormal or zero (z overflows to inf: NaN rows).
+    """
+    low, high = _TEMPERATURE_RANGE[dtype]
+    if low <= value <= high:  # false for NaN
+        return
+    if not 0.0 < value < math.inf:
+        raise ValueError(f"{fn}(): argument '{name}' must be a positive finite number, but got {value}")
+    raise ValueError(
+        f"{fn}(): argument '{name}' must be in [{low}, {high}] (the normal range of {math_dtype(dtype)}, the "
+        f"precision {dtype} logits are sampled in), but got {value}"
+    )
+
+
+# The normal range of each logits dtype's math dtype (torch.finfo costs a microsecond a call).
+_TEMPERATURE_RANGE = {
+    dtype: (torch.finfo(math_dtype(dtype)).tiny, torch.finfo(math_dtype(dtype)).max)
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+}
+
+
+def temperature_tensor(tau: float | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """tau as the 0-dim tensor the ops' schemas take (a tensor stays as it is).
+
+    Under torch.compile, ``ones * tau`` lets Dynamo turn the float into a graph input; ``torch.full``
+    would bake its value in and recompile for every new tau.
+    """
+    if isinstance(tau, torch.Tensor):
+        return tau
+    if torch.compiler.is_compiling():
+        return torch.ones((), dtype=torch.float64, device=device) * tau
+    return torch.full((), tau, dtype=torch.float64, device=device)
+
+
+class KernelOp:
+    """A ``gumbel_fused`` op: the registered ``torch.library`` op and the direct call of its kernels.
+
+    ``op(*args)`` takes the schema's arguments, except that the temperature may also be a Python float
+    (kept as a float on the direct path, so no tensor is made per call). Attributes: ``name``
+    (``"gumbel_fused::<name>"``) and ``overload`` (the ``OpOverload``, for opcheck and registrations).
+    """
+
+    def __init__(self, schema: str, reference: Callable, *, cpp: str, triton: str, temperature: str | None,
+                 rowwise: tuple[str, ...]):
+        name = schema.split("(", 1)[0]
+        LIBRARY.define(schema)
+        LIBRARY.impl(name, lambda *args: self._run(self._reference, args), "CompositeExplicitAutograd")
+        LIBRARY.impl(name, lambda *args: self._run(self._checked_cpu_kernel, args), "CPU")
+        LIBRARY.impl(name, lambda *args: self._run(self._cuda_kernel, args), "CUDA")
+        self.name = f"gumbel_fused::{name}"
+        self.overload = getattr(torch.ops.gumbel_fused, name).default
+        arguments = [a.name for a in self.overload._schema.arguments]
+        self._temperature = (arguments.index(temperature), temperature) if temperature else None
+        self._rowwise = tuple(arguments.index(a) for a in rowwise)
+        self._dim = arguments.index("dim") if rowwise else None
+        self._dim_default = self.overload._schema.arguments[self._dim].default_value if rowwise else None
+        self._reference = reference
+        self._cpp = cpp
+        self._triton = triton.rsplit(".", 1)
+
+    def __call__(self, *args):
+        if runs_plain_eager(args[0]):
+            return self.direct(*args)
+        if self._temperature is not None:
+            index = self._temperature[0]
+            args = (*args[:index], temperature_tensor(args[index], args[0].device), *args[index + 1 :])
+        return self.overload(*args)
+
+    def direct(self, *args):
+        """The kernel of the first argument's device, called without the dispatcher or autograd."""
+        first = args[0]
+        kernel = self._cpu_kernel if first.is_cpu else self._cuda_kernel if first.is_cuda else self._reference
+        return self._run(kernel, args)
+
+    def _run(self, kernel: Callable, args: tuple):
+        """``kernel`` on the ``(outer, K, inner)`` views of the rowwise arguments (and without ``dim``), its
+        output viewed back: its middle dimensions take the place of ``dim`` in the caller's shape."""
+        if not self._rowwise:
+            return kernel(*args)
+        # The dispatcher drops trailing arguments equal to their defaults before calling a kernel.
+        shape, dim = args[0].shape, args[self._dim] if len(args) > self._dim else self._dim_default
+        args = list(args[: self._dim] + args[self._dim + 1 :])
+        if len(shape) == 3 and dim == 1:
+            return kernel(*args)
+        outer, inner = math.prod(shape[:dim]), math.prod(shape[dim + 1 :])
+        for index in self._rowwise:
+            args[index] = args[index].reshape(outer, shape[dim], inner)
+        out = kernel(*args)
+        return out.view(*shape[:dim], *out.shape[1:-1], *shape[dim + 1 :])
+
+    def _cpu_kernel(self, *args):
+        kernels = _cpu.load_cpu_kernels()
+        if kernels is None:
+            return self._reference(*args)
+        if self._temperature is not None:
+            # The C++ entry points take the temperature as a C++ double.
+            index = self._temperature[0]
+            args = (*args[:index], float(args[index]), *args[index + 1 :])
+        return getattr(kernels, self._cpp)(*args)
+
+    def _checked_cpu_kernel(self, *args):
+        # The dispatcher's way in (compile, transforms): tau arrives as a tensor whose value nobody has
+        # checked yet (compiled code cannot check it without a guard); on the CPU reading it is free.
+        if self._temperature is not None:
+            index, name = self._temperature
+            check_temperature_value(self.name, name, float(args[index]), args[0].dtype)
+        return self._cpu_kernel(*args)
+
+    def _cuda_kernel(self, *args):
+        module, launcher = self._triton
+        if self._temperature is not None:
+            index = self._temperature[0]
+            args = (*args[:index], temperature_tensor(args[index], args[0].device), *args[index + 1 :])
+        return getattr(importlib.import_module(f"gumbel_fused._triton.{module}"), launcher)(*args)
+
+
+def define_op(
+    schema: str,
+    reference: Callable,
+    *,
+    cpp: str,
+    triton: str,
+    temperature: str | None = None,
+    rowwise: tuple[str, ...] = (),
+) -> KernelOp:
+    """Define ``gumbel_fused::<schema>`` with its kernels and a batching rule; returns its :class:`KernelOp`.
 
     ``cpp`` names the C++ entry point that serves CPU tensors, ``triton`` the ``"module.launcher"`` under
     ``gumbel_fused._triton`` that serves CUDA tensors; ``reference`` serves every other device, and CPU
-    when the C++ kernels are unavailable.
+    when the C++ kernels are unavailable. All three take ``(outer, K, inner)`` tensors, rows over dim 1.
+    ``temperature`` names the 0-dim floating tensor argument that the C++ entry point takes as a double
+    (a Python float is accepted in its place). ``rowwise`` names the tensor arguments that the op takes
+    in the caller's shape, with the categories on the schema's ``dim`` argument: the kernels see their
+    ``(outer, K, inner)`` views, and the op's output is the kernels' viewed back. Doing this inside the op
+    rather than around it keeps two view nodes per direction out of the autograd graph.
     """
-    name = schema.split("(", 1)[0]
-    triton_module, triton_launcher = triton.rsplit(".", 1)
+    op = KernelOp(schema, reference, cpp=cpp, triton=triton, temperature=temperature, rowwise=rowwise)
+    torch.library.register_vmap(op.name, _per_sample_vmap(op), lib=LIBRARY)
+    return op
 
-    def cpu_kernel(*args):
-        kernels = _cpu.load_cpu_kernels()
-        if kernels is None:
-            return reference(*args)
-        return getattr(kernels, cpp)(*_cpp_arguments(args))
 
-    def cuda_kernel(*args):
-        module = importlib.import_module(f"gumbel_fused._triton.{triton_module}")
-        return getattr(module, triton_launcher)(*args)
+def _per_sample_vmap(op: KernelOp) -> Callable:
+    """A vmap rule that runs the op once per batch element and stacks the results.
 
-    LIBRARY.define(schema)
-    LIBRARY.impl(name, reference, "CompositeExplicitAutograd")
-    LIBRARY.impl(name, cpu_kernel, "CPU")
-    LIBRARY.impl(name, cuda_kernel, "CUDA")
-    return getattr(torch.ops.gumbel_fused, name)
+    The ops' noise numbers the rows of each call from 0, so no single call reproduces a batch: a batched
+    seed (``randomness="different"``) gives each element its own seed, and an unbatched one
+    (``randomness="same"``) gives each element the noise an unbatched call would draw. vmap's own fallback
+    does the same loop, with a performance warning for every call.
+    """
+
+    def rule(info, in_dims, *args):
+        def element(b):
+            return tuple(a if d is None else a.select(d, b) for a, d in zip(args, in_dims, strict=True))
+
+        return torch.stack([op(*element(b)) for b in range(info.batch_size)]), 0
+
+    return rule

@@ -18,6 +18,7 @@ gumbel_max = define_op(
     gumbel_max_ref,
     cpp="gumbel_max",
     triton="gumbel_max.gumbel_max",
+    temperature="temperature",
 )
 
 

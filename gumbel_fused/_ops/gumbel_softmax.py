@@ -1,12 +1,18 @@
-"""The ``gumbel_fused::gumbel_softmax_fwd`` / ``gumbel_softmax_bwd`` ops, their fakes and their autograd.
+"""The ``gumbel_fused::gumbel_softmax_fwd`` / ``gumbel_softmax_bwd`` ops, their fakes, and the autograd rules
+that make :func:`gumbel_softmax` (forward op + backward op) differentiable in every mode.
 
-Both work on the ``(outer, K, inner)`` view built by :func:`gumbel_fused.gumbel_softmax`, softmax over
-dim 1, and return a contiguous tensor of that shape. ``seed`` (int64) and ``tau`` (float64) are 0-dim
-tensors on the logits' device: a Python float argument would be specialized by torch.compile, so
-annealing tau would recompile until the recompile limit.
+Both ops take tensors in the caller's shape with the categories on ``dim`` (the kernels see their
+``(outer, K, inner)`` views, see ``_dispatch.define_op``) and return a tensor of that shape. ``seed`` is a
+0-dim int64 tensor on the logits' device; ``tau`` a 0-dim floating tensor (a float graph argument would be specialized by torch.compile,
+so annealing tau would recompile until the recompile limit), or a Python float on the direct path.
 
-``register_autograd`` wires the backward op to the forward; the backward is itself an op, so it stays
-traceable.
+Derivatives, with z = (x + g) / tau, y = softmax(z) over dim 1 and J = (diag(y) - y y^T) / tau the
+(symmetric) Jacobian of y in x. Hard mode is straight-through: every derivative is the soft sample's.
+
+* VJP in x: J grad = y * (grad - sum(grad * y)) / tau: the backward op.
+* JVP in x: J dx, the same formula (J is symmetric): the backward op again, fed the tangent.
+* tau: dz/dtau = -z / tau, and since z = log y + logsumexp(z) and sum(J-rows) = 0, the logsumexp drops
+  out: dy/dtau = -(y log y - y * sum(y log y)) / tau. It needs y but not the noise.
 """
 
 from __future__ import annotations
@@ -14,48 +20,108 @@ from __future__ import annotations
 import torch
 
 from ..reference.gumbel_softmax import gumbel_softmax_bwd_ref, gumbel_softmax_fwd_ref
+from ..reference.rng import math_dtype
+from ._autograd import differentiable
 from ._dispatch import LIBRARY, define_op
 
 # Forward: sample softmax((logits + g) / tau) over dim 1 (the exact one-hot of its argmax when hard).
 gumbel_softmax_fwd = define_op(
-    "gumbel_softmax_fwd(Tensor logits, Tensor seed, Tensor tau, bool hard) -> Tensor",
+    "gumbel_softmax_fwd(Tensor logits, Tensor seed, Tensor tau, bool hard, int dim=1) -> Tensor",
     gumbel_softmax_fwd_ref,
     cpp="fwd",
     triton="gumbel_softmax.gumbel_softmax_fwd",
+    temperature="tau",
+    rowwise=("logits",),
 )
 # Backward: y * (grad - sum(grad * y)) / tau over dim 1, with y = saved, or regenerated from
 # saved = the logits when recompute.
 gumbel_softmax_bwd = define_op(
-    "gumbel_softmax_bwd(Tensor grad, Tensor saved, Tensor seed, Tensor tau, bool recompute) -> Tensor",
+    "gumbel_softmax_bwd(Tensor grad, Tensor saved, Tensor seed, Tensor tau, bool recompute, int dim=1) -> Tensor",
     gumbel_softmax_bwd_ref,
     cpp="bwd",
     triton="gumbel_softmax.gumbel_softmax_bwd",
+    temperature="tau",
+    rowwise=("grad", "saved"),
 )
 
 
 @torch.library.register_fake("gumbel_fused::gumbel_softmax_fwd", lib=LIBRARY)
-def _(logits, seed, tau, hard):
+def _(logits, seed, tau, hard, dim=1):
     return logits.new_empty(logits.shape)
 
 
 @torch.library.register_fake("gumbel_fused::gumbel_softmax_bwd", lib=LIBRARY)
-def _(grad, saved, seed, tau, recompute):
+def _(grad, saved, seed, tau, recompute, dim=1):
     return saved.new_empty(saved.shape)
 
 
-def _setup_context(ctx, inputs, output):
-    logits, seed, tau, hard = inputs
-    # Soft mode: y is the output, so keep it. Hard mode: the output is a one-hot, and keeping y too
-    # would be a second full-size tensor; regenerate y from (logits, seed) in the backward instead.
-    ctx.save_for_backward(logits if hard else output, seed, tau)
-    ctx.recompute = hard
+def _soft_sample(saved: torch.Tensor, seed: torch.Tensor, tau, hard: bool, dim: int) -> torch.Tensor:
+    """y: the saved output in soft mode; regenerated from the logits and seed in hard mode (differentiably)."""
+    return gumbel_softmax(saved, seed, tau, False, dim) if hard else saved
 
 
-def _backward(ctx, grad):
-    saved, seed, tau = ctx.saved_tensors
-    return gumbel_softmax_bwd(grad, saved, seed, tau, ctx.recompute), None, None, None
+def _softmax_vjp(grad: torch.Tensor, saved: torch.Tensor, seed: torch.Tensor, tau, hard: bool, dim: int) -> torch.Tensor:
+    """J grad = y * (grad - sum(grad * y)) / tau: the backward op, or, when the result must itself be
+    differentiable (a backward with create_graph, nested torch.func transforms), the same formula in
+    differentiable torch ops, whose own derivatives then follow to any order."""
+    if not (torch.is_grad_enabled() and torch._C._any_requires_grad(grad, saved, tau)):
+        return gumbel_softmax_bwd(grad, saved, seed, tau, hard, dim)
+    mdt = math_dtype(saved.dtype)
+    y, grad = _soft_sample(saved, seed, tau, hard, dim).to(mdt), grad.to(mdt)
+    return (y * (grad - (grad * y).sum(dim, keepdim=True)) / tau).to(saved.dtype)
 
 
-torch.library.register_autograd(
-    "gumbel_fused::gumbel_softmax_fwd", _backward, setup_context=_setup_context, lib=LIBRARY
-)
+def _temperature_sensitivity(y: torch.Tensor, dim: int) -> torch.Tensor:
+    """-tau * dy/dtau = y log y - y * sum(y log y) over ``dim``, in the math dtype (0 log 0 = 0)."""
+    y = y.to(math_dtype(y.dtype))
+    y_log_y = torch.xlogy(y, y)
+    return y_log_y - y * y_log_y.sum(dim, keepdim=True)
+
+
+class GumbelSoftmaxRules:
+    """Autograd of ``gumbel_softmax_fwd(logits, seed, tau, hard, dim)``: gradients for logits and a tensor tau."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        logits, seed, tau, hard, dim = inputs
+        # Soft mode: y is the output, so keep it. Hard mode: the output is a one-hot, and keeping y too
+        # would be a second full-size tensor; regenerate y from (logits, seed) when needed instead.
+        ctx.hard, ctx.dim = hard, dim
+        ctx.float_tau = None if isinstance(tau, torch.Tensor) else tau
+        tensors = (logits if hard else output, seed) + (() if ctx.float_tau is not None else (tau,))
+        ctx.save_for_backward(*tensors)
+        ctx.save_for_forward(*tensors)
+
+    @staticmethod
+    def _unpack(ctx):
+        if ctx.float_tau is None:
+            return ctx.saved_tensors
+        return (*ctx.saved_tensors, ctx.float_tau)
+
+    @staticmethod
+    def backward(ctx, grad):
+        saved, seed, tau = GumbelSoftmaxRules._unpack(ctx)
+        d_logits = d_tau = None
+        if ctx.needs_input_grad[0]:
+            d_logits = _softmax_vjp(grad, saved, seed, tau, ctx.hard, ctx.dim)
+        if ctx.needs_input_grad[2]:
+            sensitivity = _temperature_sensitivity(_soft_sample(saved, seed, tau, ctx.hard, ctx.dim), ctx.dim)
+            d_tau = -(grad.to(sensitivity.dtype) * sensitivity).sum() / tau
+            d_tau = d_tau.to(tau.device, tau.dtype).reshape(tau.shape)
+        return d_logits, None, d_tau, None, None
+
+    @staticmethod
+    def jvp(ctx, d_logits, _d_seed, d_tau, _d_hard, _d_dim):
+        saved, seed, tau = GumbelSoftmaxRules._unpack(ctx)
+        tangent = None
+        if d_logits is not None:
+            tangent = _softmax_vjp(d_logits, saved, seed, tau, ctx.hard, ctx.dim)
+        if d_tau is not None:
+            sensitivity = _temperature_sensitivity(_soft_sample(saved, seed, tau, ctx.hard, ctx.dim), ctx.dim)
+            from_tau = (-sensitivity * (d_tau.reshape(()) / tau)).to(saved.dtype)
+            tangent = from_tau if tangent is None else tangent + from_tau
+        return tangent
+
+
+# The differentiable forward: gumbel_softmax(logits, seed, tau, hard, dim).
+gumbel_softmax = differentiable(gumbel_softmax_fwd, GumbelSoftmaxRules)

@@ -18,6 +18,7 @@ gumbel_topk = define_op(
     gumbel_topk_ref,
     cpp="gumbel_topk",
     triton="gumbel_topk.gumbel_topk",
+    temperature="temperature",
 )
 
 

@@ -1,4 +1,4 @@
-"""The op boundary: opcheck, autograd, torch.compile, and what the backward keeps alive."""
+"""The gumbel_softmax ops: opcheck, straight-through, torch.compile, and what the backward keeps alive."""
 
 from __future__ import annotations
 
@@ -14,10 +14,14 @@ OPS = torch.ops.gumbel_fused
 
 
 def _fwd_samples():
+    # (outer, K, inner) views as the kernels see them (dim 1, the default), and caller-shaped logits with
+    # the categories elsewhere, which the op views itself; tau also as a tensor that requires grad.
     seed, tau = as_tensors(7, 0.6, "cpu")
-    for shape in [(4, 10, 1), (2, 5, 3), (1, 1, 1)]:
+    learnable_tau = tau.clone().requires_grad_()
+    for shape, dim in [((4, 10, 1), 1), ((2, 5, 3), 1), ((1, 1, 1), 1), ((6, 9), 1), ((5, 2, 3, 4), 2), ((7,), 0)]:
         for hard in (False, True):
-            yield torch.randn(shape, requires_grad=True), seed, tau, hard
+            yield torch.randn(shape, requires_grad=True), seed, tau, hard, dim
+            yield torch.randn(shape), seed, learnable_tau, hard, dim
 
 
 def test_opcheck_forward():
@@ -28,22 +32,9 @@ def test_opcheck_forward():
 def test_opcheck_backward():
     seed, tau = as_tensors(7, 0.6, "cpu")
     for recompute in (False, True):
-        grad, saved = torch.randn(3, 6, 2), torch.randn(3, 6, 2).softmax(1)
-        torch.library.opcheck(OPS.gumbel_softmax_bwd.default, (grad, saved, seed, tau, recompute))
-
-
-@pytest.mark.parametrize("dim", [-1, 0])
-def test_gradcheck_fp64(dim):
-    # Soft mode only: hard mode's one-hot has a zero numerical derivative by design (its gradient
-    # is the soft sample's, checked below).
-    x = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
-    generator = torch.Generator()
-
-    def sample(x):
-        generator.manual_seed(42)  # the same noise for every perturbed input
-        return gumbel_softmax(x, 0.7, dim=dim, generator=generator)
-
-    assert torch.autograd.gradcheck(sample, (x,))
+        for shape, dim in [((3, 6, 2), 1), ((4, 6), 0)]:
+            grad, saved = torch.randn(shape), torch.randn(shape).softmax(dim)
+            torch.library.opcheck(OPS.gumbel_softmax_bwd.default, (grad, saved, seed, tau, recompute, dim))
 
 
 def test_hard_and_soft_give_the_same_gradient():
@@ -76,30 +67,45 @@ def test_hard_backward_saves_no_full_size_tensor_besides_logits():
     y.sum().backward()
 
 
-def test_compile_fullgraph_matches_eager():
+@pytest.mark.parametrize("dim", [1, -1])
+def test_compile_fullgraph_matches_eager(dim):
+    # The same seed (Inductor leaves randint.generator to aten), samples and gradients, tau's included.
     x = torch.randn(8, 3, 10, requires_grad=True)
+    weight = torch.randn(8, 3, 10)
+    tau = torch.tensor(0.5, requires_grad=True)
     compiled = torch.compile(gumbel_softmax, fullgraph=True)
     for hard in (False, True):
-        torch.manual_seed(9)
-        want = gumbel_softmax(x, 0.5, hard, dim=1)
-        (want * torch.arange(10.0)).sum().backward()
-        want_grad, x.grad = x.grad, None
-        torch.manual_seed(9)
-        got = compiled(x, 0.5, hard, dim=1)
-        (got * torch.arange(10.0)).sum().backward()
-        torch.testing.assert_close(got, want)
-        torch.testing.assert_close(x.grad, want_grad)
-        x.grad = None
+        results = []
+        for fn in (gumbel_softmax, compiled):
+            torch.manual_seed(9)
+            y = fn(x, tau, hard, dim=dim)
+            (y * weight).sum().backward()
+            results.append((y, x.grad, tau.grad))
+            x.grad = tau.grad = None
+        torch.testing.assert_close(results[1], results[0])
 
 
 def test_compile_does_not_recompile_when_tau_is_annealed():
-    torch._dynamo.reset()
-    x = torch.randn(4, 10)
-    compiled = torch.compile(gumbel_softmax, fullgraph=True)
     from torch._dynamo.utils import counters
 
-    counters.clear()
-    for step in range(12):
-        compiled(x, max(0.5, 1.0 * 0.9**step), True)
-    # Dynamo compiles once with tau static, then once with tau dynamic, and never again.
-    assert counters["stats"]["unique_graphs"] <= 2
+    x = torch.randn(4, 10)
+    for make_tau in (float, torch.tensor):
+        torch._dynamo.reset()
+        counters.clear()
+        compiled = torch.compile(gumbel_softmax, fullgraph=True)
+        for step in range(12):
+            compiled(x, make_tau(max(0.5, 1.0 * 0.9**step)), True)
+        # A float: Dynamo compiles once with tau static, then once with tau dynamic, and never again.
+        # A tensor: one graph.
+        assert counters["stats"]["unique_graphs"] <= (2 if make_tau is float else 1)
+
+
+@pytest.mark.parametrize("tau", [-1.0, 0.0, float("nan"), 1e39])
+def test_compiled_code_checks_tau_on_the_cpu_at_run_time(tau):
+    # A compiled graph cannot compare tau without a guard; the CPU kernel reads it for free and raises.
+    torch._dynamo.reset()
+    compiled = torch.compile(gumbel_softmax, fullgraph=True)
+    compiled(torch.randn(4, 10), 0.5)
+    for value in (tau, torch.tensor(tau)):
+        with pytest.raises(ValueError, match="argument 'tau' must be"):
+            compiled(torch.randn(4, 10), value)
