@@ -133,7 +133,8 @@ def test_golden_word_to_uniform_edges_give_finite_noise(probe, rng_golden):
     assert torch.equal(u, torch.tensor(list(table.values()), dtype=torch.float32))
     for word in (0x00000000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF):
         assert word in words.tolist()
-    torch.testing.assert_close(g64, torch.tensor(list(rng_golden["word_to_gumbel"].values())), rtol=0, atol=1e-13)
+    want_g = torch.tensor(list(rng_golden["word_to_gumbel"].values()), dtype=torch.float64)
+    torch.testing.assert_close(g64, want_g, rtol=0, atol=1e-13)
     # Contract v2, g = -log(-log1p(-u)): u = 0 (words 0 and 0xFFFFFFFF) becomes the smallest uniform (~2^-31),
     # whose g is the cap, 21.488; the largest u, 1 - 2^-24, gives the lower end, -log(24 log 2) = -2.812.
     assert g64.max().item() == pytest.approx(-math.log(-math.log1p(-_uniform_scale())), abs=1e-12)
