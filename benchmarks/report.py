@@ -217,7 +217,8 @@ def fallback_table(cases: dict) -> list[str]:
     out = ["| shape | mode | eager | reference | reference / eager |", "|---|---|---:|---:|---:|"]
     for (_device, name, shape, _dtype, _direction, mode), impls in cases.items():
         eager, reference = (median(impls[i]) if i in impls else None for i in ("eager", "reference"))
-        out.append(f"| {name} {shape} | {mode} | {fmt_time(eager)} | {fmt_time(reference)} | {fmt_ratio(reference, eager)} |")
+        ratio = fmt_ratio(reference, eager)
+        out.append(f"| {name} {shape} | {mode} | {fmt_time(eager)} | {fmt_time(reference)} | {ratio} |")
     return out
 
 

@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _common import MODES, SHAPES, describe_benchmark, make_logits, record_throughput, run_timed
+from _common import MODES, describe_benchmark, make_logits, record_throughput, run_timed
 
 from gumbel_fused.reference import gumbel_softmax_fwd_ref
 

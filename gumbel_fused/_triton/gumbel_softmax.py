@@ -1,6 +1,6 @@
 """Triton backend: one fused kernel per direction, and their launchers.
 
-Forward, per logical row: Philox words -> uniforms -> Gumbel noise -> (x + g) / tau -> softmax ->
+Forward, per logical row: Philox words -> uniforms -> Gumbel noise -> ((x - m) + g) / tau -> softmax ->
 (hard) argmax -> exact one-hot. Eager PyTorch makes ~8 full-size passes over memory for this
 (exponential_, log, add, div, softmax, max, scatter, the straight-through arithmetic); the kernel reads
 the logits once (twice for rows longer than one block) and writes the output once, and stores no
@@ -47,7 +47,9 @@ def _logit_shift(x_max):
 
 
 @triton.jit
-def _perturb(x, shift, seed, tau, rows, col0, n_groups, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+def _perturb(
+    x, shift, seed, tau, rows, col0, n_groups, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr
+):
     """``z = ((x - shift) + g) / tau`` for a tile of logits ``x`` at columns [col0, col0 + BLOCK_K)."""
     return ((x - shift[:, None]) + gumbel_noise(seed, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)) / tau
 

@@ -118,8 +118,9 @@ def uniform_ref(
     rows_per_chunk = max(1, _CHUNK_COUNTERS // max(1, groups))
     for first in range(0, n_rows, rows_per_chunk):
         rows = torch.arange(first, min(first + rows_per_chunk, n_rows), dtype=torch.int64, device=device)
+        chunk = u[first : first + len(rows)]
         for i, words in enumerate(_philox4x32_state(seed, _counters(rows, n_cols))):
-            torch.mul(_uniform_from_low_bits(words).movedim(0, -1), UNIFORM_SCALE, out=u[first : first + len(rows), :, :, i])
+            torch.mul(_uniform_from_low_bits(words).movedim(0, -1), UNIFORM_SCALE, out=chunk[:, :, :, i])
     return u.view(outer, inner, 4 * groups)[:, :, :n_cols].transpose(1, 2)
 
 

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from gumbel_fused.reference import rng
 from gumbel_fused.reference import (
     GUMBEL_CAP,
     UNIFORM_SCALE,
     gumbel_from_uniform_ref,
     philox4x32_ref,
     philox_words_ref,
+    rng,
     uniform_from_words_ref,
     uniform_ref,
 )
