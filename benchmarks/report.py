@@ -212,6 +212,16 @@ def memory_table(cases: dict) -> list[str]:
     return out
 
 
+def fallback_table(cases: dict) -> list[str]:
+    """The pure-PyTorch fallback against eager ``F.gumbel_softmax`` (test_bench_fallback.py)."""
+    out = ["| shape | mode | eager | reference | reference / eager |", "|---|---|---:|---:|---:|"]
+    for (_device, name, shape, _dtype, _direction, mode), impls in cases.items():
+        eager, reference = (median(impls[i]) if i in impls else None for i in ("eager", "reference"))
+        ratio = fmt_ratio(reference, eager)
+        out.append(f"| {name} {shape} | {mode} | {fmt_time(eager)} | {fmt_time(reference)} | {ratio} |")
+    return out
+
+
 def train_table(benchmarks: list[dict]) -> list[str]:
     rows: dict[tuple, dict[str, float]] = defaultdict(dict)
     for b in benchmarks:
@@ -273,6 +283,16 @@ def write_markdown(machine: dict, benchmarks: list[dict], path: Path) -> None:
             "`torch.cuda.max_memory_allocated` (see `benchmarks/test_bench_memory.py`).",
             "",
             *memory_table(memory),
+            "",
+        ]
+    fallback = by_case(benchmarks, "fallback")
+    if fallback:
+        lines += [
+            "## Fallback: the pure-PyTorch reference against eager, forward, fp32, 1 thread",
+            "",
+            "What runs on CPU when no C++ compiler can build the kernels (below 1x: faster than eager).",
+            "",
+            *fallback_table(fallback),
             "",
         ]
     if any(b["extra_info"]["suite"] == "train_step" for b in benchmarks):

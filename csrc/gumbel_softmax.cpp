@@ -1,5 +1,5 @@
 // Fused Gumbel-softmax forward and backward for CPU tensors: one kernel a direction, per tile of 16
-// rows: Philox noise -> (logits + g) / tau -> softmax or argmax -> output, never materializing the
+// rows: Philox noise -> ((logits - max) + g) / tau -> softmax or argmax -> output, never materializing the
 // noise. Vectorized with at::vec, parallel over tiles with at::parallel_for. A row's result depends
 // only on its own elements and counters, so any split of the tiles between threads gives the same
 // bits: results do not depend on the thread count.
@@ -30,33 +30,49 @@
 namespace gumbel_fused {
 namespace {
 
-// Pass 1 of the soft sample over a tile, into `z_buf` (column-major, K x kLanes), with the row max m.
-// In general z_buf gets z = (x + g) / tau. For tau = 1 (the default) g's second log is not needed:
-// exp(z - m) = exp(x - m) exp(g) = exp(x - m) / E with E = -log1p(-u), so z_buf gets x, `inv_e` gets 1 / E, and
-// m is the max of x (a softmax allows any shift; this one keeps exp(x - m) / E <= 1 / 4.7e-10, far from
-// overflow). Only terms more than 87 below m change: their exp underflows to 0 where the reference's
-// softmax gives them less than 6e-28 (z - max z <= x - m + 21.5 + 2.9).
+// Pass 1 of the soft sample over a tile, into `z_buf` (column-major, K x kLanes), with the row max of z.
+// In general z_buf gets z = ((x - m) + g) / tau, m the row max of x (RunningShift), found by a first pass
+// that loads x into z_buf. For tau = 1 (the default) g's second log is not needed: exp(z - max z) is
+// proportional to exp(x - m) exp(g) = exp(x - m) / E with E = -log1p(-u), so z_buf gets x, `inv_e` gets 1 / E,
+// the returned "max" is m, the max of x, and exp_pass takes exp(x - m) / E: the same shift, in one pass
+// (exp(x - m) / E <= 1 / 4.7e-10, far from overflow). Only terms more than 87 below m change: their exp
+// underflows to 0 where the reference's softmax gives them less than 6e-28 (z - max z <= x - m + 21.5 + 2.9).
 template <typename scalar_t, typename acc_t>
 RowArgmax<acc_t> perturbed_tile(const Problem<acc_t>& problem, const Operand<const scalar_t>& x, const TileRows& rows,
                                 const uint64_t* row_base, acc_t* z_buf, acc_t* inv_e) {
   using Vec = Vectorized<acc_t>;
+  constexpr int H = RowArgmax<acc_t>::H;
   const DivideByTau<acc_t> divide(problem.tau);
   RowArgmax<acc_t> argmax;
+  Vec shift[H];
+  if (!inv_e) {
+    Vec x_max[H];
+    for (int h = 0; h < H; ++h) x_max[h] = Vec(-std::numeric_limits<acc_t>::infinity());
+    for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
+      const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
+      auto z = reinterpret_cast<acc_t (*)[kLanes]>(z_buf + c0 * kLanes);
+      load_chunk(x.data, rows, x.s1, c0, nc, z);
+      for (int c = 0; c < nc; ++c) {
+        for (int h = 0; h < H; ++h) x_max[h] = at::vec::maximum(x_max[h], Vec::loadu(z[c] + h * Vec::size()));
+      }
+    }
+    for (int h = 0; h < H; ++h) shift[h] = finite_or_zero(x_max[h]);
+  }
   uint32_t words[4 * kWordStride];
   for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
     const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
     auto z = reinterpret_cast<acc_t (*)[kLanes]>(z_buf + c0 * kLanes);
-    load_chunk(x.data, rows, x.s1, c0, nc, z);
+    if (inv_e) load_chunk(x.data, rows, x.s1, c0, nc, z);
     draw_chunk_words(problem.key, row_base, c0, nc, words);
     for (int c = 0; c < nc; ++c) {
-      for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
+      for (int h = 0; h < H; ++h) {
         const int lane = h * Vec::size();
         const Vec e = exponential_from_words<acc_t>(column_words(words, c) + lane);
         if (inv_e) {
           (Vec(acc_t(1)) / e).store(inv_e + (c0 + c) * kLanes + lane);
           argmax.update(h, Vec::loadu(z[c] + lane), c0 + c);
         } else {
-          const Vec v = divide(Vec::loadu(z[c] + lane) + gumbel_from_exponential(e));
+          const Vec v = divide((Vec::loadu(z[c] + lane) - shift[h]) + gumbel_from_exponential(e));
           v.store(z[c] + lane);
           argmax.update(h, v, c0 + c);
         }
@@ -66,24 +82,33 @@ RowArgmax<acc_t> perturbed_tile(const Problem<acc_t>& problem, const Operand<con
   return argmax;
 }
 
-// Pass 1 of the hard forward over a tile: the row argmax of z, with g's second log pruned (argmax_step).
+// Pass 1 of the hard forward over a tile: the row argmax of z, with g's second log pruned (argmax_step), the
+// logits shifted by their running max (RunningShift), updated a chunk at a time.
 template <typename scalar_t, typename acc_t>
 RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& problem, const Operand<const scalar_t>& x, const TileRows& rows,
                              const uint64_t* row_base) {
   using Vec = Vectorized<acc_t>;
+  constexpr int H = RowArgmax<acc_t>::H;
   const DivideByTau<acc_t> divide(problem.tau);
   RowArgmax<acc_t> argmax;
+  RunningShift<acc_t> shift;
   uint32_t words[4 * kWordStride];
   acc_t x_chunk[kChunk][kLanes];
   for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
     const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
     load_chunk(x.data, rows, x.s1, c0, nc, x_chunk);
+    for (int h = 0; h < H; ++h) {
+      Vec chunk_max(-std::numeric_limits<acc_t>::infinity());
+      for (int c = 0; c < nc; ++c) chunk_max = at::vec::maximum(chunk_max, Vec::loadu(x_chunk[c] + h * Vec::size()));
+      shift.update(h, chunk_max, argmax, divide);
+    }
     draw_chunk_words(problem.key, row_base, c0, nc, words);
     const bool prune = can_prune(problem.tau, c0);
     for (int c = 0; c < nc; ++c) {
-      for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
+      for (int h = 0; h < H; ++h) {
         const int lane = h * Vec::size();
-        argmax_step(argmax, h, Vec::loadu(x_chunk[c] + lane), column_words(words, c) + lane, c0 + c, divide, prune);
+        const Vec shifted = Vec::loadu(x_chunk[c] + lane) - shift.shift[h];
+        argmax_step(argmax, h, shifted, column_words(words, c) + lane, c0 + c, divide, prune);
       }
     }
   }
@@ -100,22 +125,34 @@ void exp_pass(const Problem<acc_t>& problem, const RowArgmax<acc_t>& argmax, acc
               Vectorized<acc_t>* dot) {
   using Vec = Vectorized<acc_t>;
   constexpr int H = kLanes / Vec::size();
-  for (int h = 0; h < H; ++h) sum[h] = dot[h] = Vec(acc_t(0));
+  // A chunk's terms are added in a running sum, the chunk sums pairwise (PairwiseSum): at most
+  // kChunk - 1 + log2(K / kChunk) roundings of a row's sum, where a running sum over the row had K - 1.
+  PairwiseSum<Vec> sums[H], dots[H];
   for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
     const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
     if (grad) {
       load_chunk(grad->data, *grad_rows, grad->s1, c0, nc, reinterpret_cast<acc_t (*)[kLanes]>(dy_buf + c0 * kLanes));
     }
+    Vec chunk_sum[H], chunk_dot[H];
+    for (int h = 0; h < H; ++h) chunk_sum[h] = chunk_dot[h] = Vec(acc_t(0));
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < H; ++h) {
         const int64_t index = (c0 + c) * kLanes + h * Vec::size();
         Vec e = (Vec::loadu(y_buf + index) - argmax.best[h]).exp();  // Sleef (exp_u20 is 20 ulp, and maps NaN to inf)
         if (inv_e) e = e * Vec::loadu(inv_e + index);                // tau = 1: exp(x - m) / E, see perturbed_tile
         e.store(y_buf + index);
-        sum[h] = sum[h] + e;
-        if (grad) dot[h] = at::vec::fmadd(Vec::loadu(dy_buf + index), e, dot[h]);
+        chunk_sum[h] = chunk_sum[h] + e;
+        if (grad) chunk_dot[h] = at::vec::fmadd(Vec::loadu(dy_buf + index), e, chunk_dot[h]);
       }
     }
+    for (int h = 0; h < H; ++h) {
+      sums[h].add(chunk_sum[h]);
+      if (grad) dots[h].add(chunk_dot[h]);
+    }
+  }
+  for (int h = 0; h < H; ++h) {
+    sum[h] = sums[h].total();
+    dot[h] = dots[h].total();
   }
 }
 

@@ -31,8 +31,8 @@ C10_ALWAYS_INLINE Vectorized<float> load_float(const scalar_t* p) {
   }
 }
 
-// The argmax of z over the K columns of positions i0 .. i0 + kWide - 1 of image o (pruned: argmax_step),
-// and the one-hot written as it goes.
+// The argmax of z over the K columns of positions i0 .. i0 + kWide - 1 of image o (pruned: argmax_step; the
+// logits shifted by their running max: RunningShift), and the one-hot written as it goes.
 template <typename scalar_t>
 void hard_wide_tile(const Problem<float>& problem, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
                     int64_t o, int64_t i0) {
@@ -41,6 +41,7 @@ void hard_wide_tile(const Problem<float>& problem, const Operand<const scalar_t>
   const DivideByTau<float> divide(problem.tau);
   const int64_t r0 = o * problem.inner + i0;
   RowArgmax<float, kWide> argmax;
+  RunningShift<float, kWide> shift;
   uint32_t words[4 * kWide];  // word k of counter (r0 + j) * groups + q at words[k * kWide + j]
   for (int64_t q = 0; q < problem.key.groups; ++q) {
     for (int b = 0; b < kWide; b += kBlock) {
@@ -52,17 +53,27 @@ void hard_wide_tile(const Problem<float>& problem, const Operand<const scalar_t>
       }
       philox4x32_10<kBlock>(problem.key.key_lo, problem.key.key_hi, n_lo, n_hi, words + b, kWide);
     }
-    for (int k = 0; k < 4 && 4 * q + k < problem.n_cols; ++k) {
+    const int columns = static_cast<int>(std::min<int64_t>(4, problem.n_cols - 4 * q));
+    const scalar_t* x_cols[4];
+    for (int k = 0; k < columns; ++k) {
       const int64_t c = 4 * q + k;
-      const scalar_t* x_col = x.data + o * x.s0 + c * x.s1 + i0;
+      x_cols[k] = x.data + o * x.s0 + c * x.s1 + i0;
 #if defined(__GNUC__)
-      __builtin_prefetch(x_col + 4 * x.s1);  // the next group's column: a new page, so no hardware prefetch
+      __builtin_prefetch(x_cols[k] + 4 * x.s1);  // the next group's column: a new page, so no hardware prefetch
 #endif
       std::fill_n(out.data + o * out.s0 + c * out.s1 + i0, kWide, scalar_t(0));
-      const bool prune = can_prune(problem.tau, c);
-      for (int h = 0; h < RowArgmax<float, kWide>::H; ++h) {
-        const int lane = h * Vec::size();
-        argmax_step(argmax, h, load_float(x_col + lane), words + k * kWide + lane, c, divide, prune);
+    }
+    const bool prune = can_prune(problem.tau, 4 * q);  // kChunk is a multiple of 4: the same for the group
+    for (int h = 0; h < RowArgmax<float, kWide>::H; ++h) {
+      const int lane = h * Vec::size();
+      Vec x_group[4], group_max(-std::numeric_limits<float>::infinity());
+      for (int k = 0; k < columns; ++k) {
+        x_group[k] = load_float(x_cols[k] + lane);
+        group_max = at::vec::maximum(group_max, x_group[k]);
+      }
+      shift.update(h, group_max, argmax, divide);  // the logits' running shift, a group of 4 columns at a time
+      for (int k = 0; k < columns; ++k) {
+        argmax_step(argmax, h, x_group[k] - shift.shift[h], words + k * kWide + lane, 4 * q + k, divide, prune);
       }
     }
   }

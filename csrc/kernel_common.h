@@ -107,13 +107,77 @@ struct DivideByTau {
   Vectorized<acc_t> operator()(const Vectorized<acc_t>& v) const { return unit_tau ? v : v / tau; }
 };
 
+// v where v is finite, 0 where it is NaN or infinite (v - v is 0 exactly for finite v, NaN otherwise).
+template <typename acc_t>
+C10_ALWAYS_INLINE Vectorized<acc_t> finite_or_zero(const Vectorized<acc_t>& v) {
+  using Vec = Vectorized<acc_t>;
+  return Vec::blendv(Vec(acc_t(0)), v, (v - v) == Vec(acc_t(0)));
+}
+
+// The shift subtracted from the logits before the noise is added: z = ((x - m) + g) / tau with m the row max
+// of x, or 0 where that is not finite (such rows are NaN anyway), as reference/gumbel_softmax.py's row_shift.
+// Unshifted, x + g rounds to x's precision, and at |x| = 1e8 fp32's spacing (8) swallows g. The hard forward
+// reads a row once, so it shifts by the running max instead: when that grows from s to s', the z seen so far
+// are (s' - s) / tau too high, and the running max of z is lowered by as much (a common shift leaves the
+// argmax alone; the re-based max differs from a recomputed one by rounding only).
+template <typename acc_t, int L = kLanes>
+struct RunningShift {
+  using Vec = Vectorized<acc_t>;
+  static constexpr int H = L / Vec::size();
+
+  Vec x_max[H];  // running max of x; NaN-propagating, and a NaN row is NaN whatever its shift
+  Vec shift[H];  // finite_or_zero(x_max)
+
+  RunningShift() {
+    for (int h = 0; h < H; ++h) {
+      x_max[h] = Vec(-std::numeric_limits<acc_t>::infinity());
+      shift[h] = Vec(acc_t(0));
+    }
+  }
+  // Folds the max of the next columns' x into lane vector h and re-bases `argmax` (best - 0 == best: a
+  // shift that does not grow changes nothing, -inf included).
+  void update(int h, const Vec& columns_max, RowArgmax<acc_t, L>& argmax, const DivideByTau<acc_t>& divide) {
+    x_max[h] = at::vec::maximum(x_max[h], columns_max);
+    const Vec new_shift = finite_or_zero(x_max[h]);
+    argmax.best[h] = argmax.best[h] - divide(new_shift - shift[h]);
+    shift[h] = new_shift;
+  }
+};
+
+// Pairwise (cascade) summation of a stream of vectors: level l holds the sum of 2^l consecutive inputs, like
+// the digits of a binary counter, so each input goes through at most log2(n) additions and the total is off
+// by O(log n) ulps rather than the O(n) of a running sum (Higham, "Accuracy and Stability of Numerical
+// Algorithms", 2002, section 4.2). Summed serially, a row's exp terms at K = 2**24 were off by 5e-2.
+template <typename Vec>
+class PairwiseSum {
+ public:
+  void add(Vec v) {
+    int level = 0;
+    for (uint64_t n = count_++; n & 1; n >>= 1) v = partial_[level++] + v;
+    partial_[level] = v;
+  }
+  // The levels in use, smallest first: they grow geometrically, so this adds about 2 ulps.
+  Vec total() const {
+    Vec sum(0);
+    int level = 0;
+    for (uint64_t n = count_; n != 0; n >>= 1, ++level) {
+      if (n & 1) sum = sum + partial_[level];
+    }
+    return sum;
+  }
+
+ private:
+  Vec partial_[40];  // inputs are chunk sums of a row: fewer than 2^31 / kChunk < 2^40
+  uint64_t count_ = 0;
+};
+
 // One vector of lanes of the hard forward: fold z = (x + g) / tau into the running argmax, for the noise of
-// the Vec::size() words w. The pruning (`prune`: fp32 and tau > 0): g <= gumbel_upper_bound(
-// exponential_lower_bound(u)) (noise.h), so z <= (x + bound) / tau, adding, dividing by a positive tau and
-// rounding being monotone. When every lane's bound is below its row's running max, no lane can change the
-// argmax, and both logs of g are skipped. Once a few columns are in, a new max needs g near the top of its
-// range, so for typical logits most vectors skip them. The result is the exact argmax of the full
-// computation, ties included: a skipped z is strictly below the max.
+// the Vec::size() words w and the logits x, already shifted (RunningShift). The pruning (`prune`: fp32 and
+// tau > 0): g <= gumbel_upper_bound(exponential_lower_bound(u)) (noise.h), so z <= (x + bound) / tau, adding,
+// dividing by a positive tau and rounding being monotone. When every lane's bound is below its row's running
+// max, no lane can change the argmax, and both logs of g are skipped. Once a few columns are in, a new max
+// needs g near the top of its range, so for typical logits most vectors skip them. The result is the exact
+// argmax of the full computation, ties included: a skipped z is strictly below the max.
 template <typename acc_t, int L>
 C10_ALWAYS_INLINE void argmax_step(RowArgmax<acc_t, L>& argmax, int h, const Vectorized<acc_t>& x, const uint32_t* w,
                                    int64_t col, const DivideByTau<acc_t>& divide, bool prune) {

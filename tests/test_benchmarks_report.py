@@ -41,6 +41,8 @@ def bench_json(tmp_path):
         _bench("sampling", "multinomial", "cpu", 0.32, mode="gumbel_max"),
         _bench("sampling", "eager", "cpu", 0.24, mode="gumbel_max"),
         _bench("sampling", "fused-cpu", "cpu", 0.01, mode="gumbel_max"),
+        _bench("fallback", "eager", "cpu", 4e-3),
+        _bench("fallback", "reference", "cpu", 3e-3),
         {"name": "skipped", "group": None, "stats": None, "extra_info": {}},
     ]  # fmt: skip
     machine = {"cpu_model": "Test CPU", "gpu_name": "NVIDIA H100 80GB HBM3", "torch_version": "2.x"}
@@ -61,6 +63,7 @@ def test_markdown_tables(bench_json, tmp_path):
     assert "3.0 MiB (3.0x)" in text  # memory table
     assert "(+50%)" in text  # train step above the floor
     assert "| gumbel_max | 320 ms | 240 ms | 10 ms | 32.00x | 24.00x |" in text  # sampling table
+    assert "| square (4, 8) | hard | 4 ms | 3 ms | 0.75x |" in text  # fallback: reference / eager
 
 
 def test_gpu_peak_lookup():

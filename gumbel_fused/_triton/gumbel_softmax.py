@@ -1,13 +1,18 @@
 """Triton backend: one fused kernel per direction, and their launchers.
 
-Forward, per logical row: Philox words -> uniforms -> Gumbel noise -> (x + g) / tau -> softmax ->
+Forward, per logical row: Philox words -> uniforms -> Gumbel noise -> ((x - m) + g) / tau -> softmax ->
 (hard) argmax -> exact one-hot. Eager PyTorch makes ~8 full-size passes over memory for this
 (exponential_, log, add, div, softmax, max, scatter, the straight-through arithmetic); the kernel reads
 the logits once (twice for rows longer than one block) and writes the output once, and stores no
 noise: the backward regenerates it from the seed.
 
+The logits are shifted by their row max before the noise is added, z = ((x - m) + g) / tau, as the
+reference does (``reference.row_shift``: at |x| = 1e8 fp32's spacing is 8 and would swallow g).
+
 Rows that fit one block are done in registers (``SINGLE_PASS``); longer rows loop over K with an
-online max/sum (Milakov & Gimelshein 2018, arXiv:1805.02867) and a second pass to write. Tiles and
+online max/sum (Milakov & Gimelshein 2018, arXiv:1805.02867) and a second pass to write. The online
+pass shifts each chunk by the running max of x and re-bases its statistics when that max grows, and
+adds the chunk sums with compensation, so that rows sum to 1 within a few ulps at any K. Tiles and
 launch configuration: ``tiles.py``; noise: ``rng.py``.
 """
 
@@ -21,20 +26,58 @@ from .tiles import launch_rowwise, load_tile, store_tile
 
 
 @triton.jit
-def _perturbed_logits(
-    x_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
-    stride_outer, stride_col, stride_inner,
-    MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
+def _logits_tile(
+    x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner,
+    MATH_DTYPE: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """``z = (x + g) / tau`` for columns [col0, col0 + BLOCK_K) of ``rows``, in MATH_DTYPE.
-
-    Out-of-bounds elements are -inf, so they never win the max and add 0 to the sum.
-    """
-    x = load_tile(
+    """Logits of columns [col0, col0 + BLOCK_K) of ``rows`` in MATH_DTYPE; -inf out of bounds, so they
+    never win a max and add 0 to a sum."""
+    return load_tile(
         x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
         MATH_DTYPE, BLOCK_K,
     )
-    return (x + gumbel_noise(seed, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)) / tau
+
+
+@triton.jit
+def _logit_shift(x_max):
+    """What a row's logits are shifted by: their max, or 0 where it is not finite (NaN, +-inf), as
+    ``reference.row_shift``; such rows are NaN anyway."""
+    finite = (x_max == x_max) & (x_max != float("inf")) & (x_max != float("-inf"))
+    return tl.where(finite, x_max, 0.0)
+
+
+@triton.jit
+def _perturb(
+    x, shift, seed, tau, rows, col0, n_groups, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr
+):
+    """``z = ((x - shift) + g) / tau`` for a tile of logits ``x`` at columns [col0, col0 + BLOCK_K)."""
+    return ((x - shift[:, None]) + gumbel_noise(seed, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)) / tau
+
+
+@triton.jit
+def _perturbed_logits(
+    x_ptr, seed, tau, shift, rows, col0, n_rows, n_cols, n_groups, inner,
+    stride_outer, stride_col, stride_inner,
+    MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """``z = ((x - shift) + g) / tau`` for columns [col0, col0 + BLOCK_K) of ``rows``, in MATH_DTYPE."""
+    x = _logits_tile(
+        x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_K,
+    )
+    return _perturb(x, shift, seed, tau, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
+
+
+@triton.jit
+def _whole_row_perturbed_logits(
+    x_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
+    stride_outer, stride_col, stride_inner,
+    MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """z of rows that fit one tile (BLOCK_K >= K), shifted by their own max."""
+    x = _logits_tile(
+        x_ptr, rows, 0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_K,
+    )
+    return _perturb(x, _logit_shift(tl.max(x, axis=1)), seed, tau, rows, 0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
 
 
 @triton.jit
@@ -44,34 +87,58 @@ def _safe_shift(row_max):
 
 
 @triton.jit
+def _compensated_add(total, compensation, value):
+    """``total + value`` with its rounding error added to ``compensation`` (Neumaier's variant of Kahan
+    summation: either operand may be the larger). The error of a sum of n terms is then O(1) ulps
+    instead of O(n) (Higham, "Accuracy and Stability of Numerical Algorithms", 2002, section 4.3)."""
+    new_total = total + value
+    error = tl.where(tl.abs(total) >= tl.abs(value), (total - new_total) + value, (value - new_total) + total)
+    return new_total, compensation + error
+
+
+@triton.jit
 def _row_stats(
     x_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
     stride_outer, stride_col, stride_inner,
     MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """One pass over whole rows: the max of z, the sum of exp(z - max), the argmax, and whether the
-    row is invalid (holds a NaN, or has no finite max), in which case softmax gives NaN.
+    """One pass over whole rows: the logit shift, the max of z, the sum of exp(z - max), the argmax, and
+    whether the row is invalid (holds a NaN, or has no finite max), in which case softmax gives NaN.
 
-    When the running max grows from m to m', the running sum is rescaled by exp(m - m').
+    Each chunk is shifted by the running max of x. When that grows from s to s', the z seen so far were
+    (s' - s) / tau too high: the running max of z is lowered by that, and the sum of exp(z - max), which
+    a common shift of z leaves alone, is kept. When the max of z grows from m to m', the sum is rescaled
+    by exp(m - m'). The chunk sums are added with compensation: a plain running sum would add K / BLOCK_K
+    rounding errors (4096 at K = 2**24), each up to half an ulp of the total.
     """
-    row_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)  # loop-carried, so typed up front
+    x_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)  # loop-carried, so typed up front
+    shift = tl.zeros((BLOCK_R,), MATH_DTYPE)
+    row_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)
     row_sum = tl.zeros((BLOCK_R,), MATH_DTYPE)
+    row_sum_error = tl.zeros((BLOCK_R,), MATH_DTYPE)
     row_argmax = tl.zeros((BLOCK_R,), tl.int64)
     row_nans = tl.zeros((BLOCK_R,), tl.int32)
     for col0 in range(0, n_cols, BLOCK_K):
-        z = _perturbed_logits(
-            x_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
-            stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
+        x = _logits_tile(
+            x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_K,
         )
+        x_max = tl.maximum(x_max, tl.max(x, axis=1))
+        new_shift = _logit_shift(x_max)
+        row_max -= (new_shift - shift) / tau  # -inf stays -inf: a finite shift never grows by inf
+        shift = new_shift
+        z = _perturb(x, shift, seed, tau, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
         chunk_max, chunk_argmax = tl.max(z, axis=1, return_indices=True, return_indices_tie_break_left=True)
         new_max = tl.maximum(row_max, chunk_max)
-        shift = _safe_shift(new_max)
-        row_sum = row_sum * tl.exp(row_max - shift) + tl.sum(tl.exp(z - shift[:, None]), axis=1)
+        exp_shift = _safe_shift(new_max)
+        rescale = tl.exp(row_max - exp_shift)
+        row_sum, row_sum_error = _compensated_add(
+            row_sum * rescale, row_sum_error * rescale, tl.sum(tl.exp(z - exp_shift[:, None]), axis=1)
+        )
         # Strict '>' keeps the first index on ties, as torch.argmax does.
         row_argmax = tl.where(chunk_max > row_max, col0 + chunk_argmax, row_argmax)
         row_max = new_max
         row_nans += tl.sum((z != z).to(tl.int32), axis=1)
-    return row_max, row_sum, row_argmax, _invalid_rows(row_max, row_nans)
+    return shift, row_max, row_sum + row_sum_error, row_argmax, _invalid_rows(row_max, row_nans)
 
 
 @triton.jit
@@ -96,13 +163,13 @@ def _softmax_in_registers(z):
 @triton.jit
 def _soft_sample_chunk(
     saved_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
-    stride_outer, stride_col, stride_inner, row_max, row_sum, invalid,
+    stride_outer, stride_col, stride_inner, shift, row_max, row_sum, invalid,
     RECOMPUTE: tl.constexpr, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """The soft sample y on one chunk: regenerated from logits + row stats, or loaded from ``saved``."""
     if RECOMPUTE:
         z = _perturbed_logits(
-            saved_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
+            saved_ptr, seed, tau, shift, rows, col0, n_rows, n_cols, n_groups, inner,
             stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
         )
         y = tl.exp(z - _safe_shift(row_max)[:, None]) / row_sum[:, None]
@@ -143,8 +210,8 @@ def _gumbel_softmax_fwd_kernel(
     tau = tl.load(tau_ptr).to(MATH_DTYPE)
     n_groups = (n_cols + 3) // 4
     if SINGLE_PASS:
-        z = _perturbed_logits(
-            x_ptr, seed, tau, rows, 0, n_rows, n_cols, n_groups, inner,
+        z = _whole_row_perturbed_logits(
+            x_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
             stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
         )
         y, row_argmax, invalid = _softmax_in_registers(z)
@@ -152,7 +219,7 @@ def _gumbel_softmax_fwd_kernel(
             y = _one_hot(tl.arange(0, BLOCK_K), row_argmax, invalid)
         store_tile(out_ptr, y, rows, 0, n_rows, n_cols, inner, BLOCK_K)
     else:
-        row_max, row_sum, row_argmax, invalid = _row_stats(
+        shift, row_max, row_sum, row_argmax, invalid = _row_stats(
             x_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
             stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
         )
@@ -163,7 +230,7 @@ def _gumbel_softmax_fwd_kernel(
             else:
                 y = _soft_sample_chunk(
                     x_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
-                    stride_outer, stride_col, stride_inner, row_max, row_sum, invalid,
+                    stride_outer, stride_col, stride_inner, shift, row_max, row_sum, invalid,
                     True, MATH_DTYPE, BLOCK_R, BLOCK_K,
                 )
             store_tile(out_ptr, y, rows, col0, n_rows, n_cols, inner, BLOCK_K)
@@ -185,7 +252,7 @@ def _gumbel_softmax_bwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    # Softmax Jacobian-vector product, with y = softmax(z) and z = (x + g) / tau:
+    # Softmax Jacobian-vector product, with y = softmax(z) and z = ((x - m) + g) / tau:
     #   dL/dz_j = sum_i dy_i * y_i * (delta_ij - y_j) = y_j * (dy_j - sum_i dy_i * y_i)
     #   dL/dx_j = dL/dz_j / tau
     # The straight-through estimator of hard mode uses exactly this gradient of the soft sample.
@@ -195,8 +262,8 @@ def _gumbel_softmax_bwd_kernel(
     n_groups = (n_cols + 3) // 4
     if SINGLE_PASS:
         if RECOMPUTE:
-            z = _perturbed_logits(
-                saved_ptr, seed, tau, rows, 0, n_rows, n_cols, n_groups, inner,
+            z = _whole_row_perturbed_logits(
+                saved_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
                 stride_saved_outer, stride_saved_col, stride_saved_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
             )
             y, _, _ = _softmax_in_registers(z)
@@ -214,11 +281,12 @@ def _gumbel_softmax_bwd_kernel(
     else:
         # Rows longer than a block: (1, hard only) the row stats that regenerate y, (2) the dot
         # product sum(dy * y), (3) the gradient. y outside the row is exp(-inf) = 0.
+        shift = tl.zeros((BLOCK_R,), MATH_DTYPE)
         row_max = tl.zeros((BLOCK_R,), MATH_DTYPE)
         row_sum = tl.zeros((BLOCK_R,), MATH_DTYPE)
         invalid = tl.zeros((BLOCK_R,), tl.int1)
         if RECOMPUTE:
-            row_max, row_sum, _, invalid = _row_stats(
+            shift, row_max, row_sum, _, invalid = _row_stats(
                 saved_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
                 stride_saved_outer, stride_saved_col, stride_saved_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
             )
@@ -227,7 +295,7 @@ def _gumbel_softmax_bwd_kernel(
             for col0 in range(0, n_cols, BLOCK_K):
                 y = _soft_sample_chunk(
                     saved_ptr, seed, tau, rows, col0, n_rows, n_cols, n_groups, inner,
-                    stride_saved_outer, stride_saved_col, stride_saved_inner, row_max, row_sum, invalid,
+                    stride_saved_outer, stride_saved_col, stride_saved_inner, shift, row_max, row_sum, invalid,
                     RECOMPUTE, MATH_DTYPE, BLOCK_R, BLOCK_K,
                 )
                 dy = load_tile(

@@ -4,7 +4,14 @@ It is deliberately plain, one module per op plus the RNG contract (``rng``); spe
 """
 
 from .gumbel_max import NO_DRAW, gumbel_max_ref, sampling_scores_ref
-from .gumbel_softmax import gumbel_softmax_bwd_ref, gumbel_softmax_fwd_ref, one_hot_argmax, perturbed_logits_ref
+from .gumbel_softmax import (
+    gumbel_softmax_bwd_ref,
+    gumbel_softmax_fwd_ref,
+    one_hot_argmax,
+    perturbed_logits_ref,
+    row_shift,
+    softmax_ref,
+)
 from .gumbel_topk import gumbel_topk_ref
 from .rng import (
     GUMBEL_CAP,
@@ -31,7 +38,9 @@ __all__ = [
     "perturbed_logits_ref",
     "philox4x32_ref",
     "philox_words_ref",
+    "row_shift",
     "sampling_scores_ref",
+    "softmax_ref",
     "uniform_from_words_ref",
     "uniform_ref",
 ]

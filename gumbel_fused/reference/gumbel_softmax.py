@@ -7,21 +7,49 @@ import torch
 from .rng import gumbel_from_uniform_ref, math_dtype, uniform_ref
 
 
+def row_shift(x: torch.Tensor) -> torch.Tensor:
+    """The max of ``x`` over dim 1 (kept), or 0 where it is not finite: what the logits are shifted by.
+
+    Why shift: ``x + g`` rounds to x's precision, and at |x| = 1e8 fp32's spacing is 8, coarser than the
+    noise g, which would be lost (tied 1e8 logits would always give the first index). Softmax and argmax
+    are shift-invariant, so ``(x - m) + g`` changes nothing mathematically, and after it every category
+    that can matter (x - m above about -100) is small and keeps g to fp32 precision at any magnitude.
+    A row whose max is not finite (a NaN, a +inf, all -inf) has no finite softmax and is left as it is.
+    """
+    row_max = x.amax(dim=1, keepdim=True)
+    return torch.where(torch.isfinite(row_max), row_max, 0.0)
+
+
 def perturbed_logits_ref(logits: torch.Tensor, seed: torch.Tensor | int, tau: torch.Tensor | float) -> torch.Tensor:
-    """``(logits + g) / tau`` for ``(outer, K, inner)`` logits, in the math dtype."""
+    """``z = ((logits - m) + g) / tau`` for ``(outer, K, inner)`` logits, in the math dtype; m = ``row_shift``."""
     outer, n_cols, inner = logits.shape
     mdt = math_dtype(logits.dtype)
+    x = logits.to(mdt)
     g = gumbel_from_uniform_ref(uniform_ref(seed, outer, n_cols, inner, logits.device), mdt)
-    return (logits.to(mdt) + g) / torch.as_tensor(tau, dtype=mdt, device=logits.device)
+    return g.add_(x - row_shift(x)).div_(torch.as_tensor(tau, dtype=mdt, device=logits.device))
 
 
-def one_hot_argmax(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Exact one-hot of the argmax of ``z`` over dim 1; rows where the soft sample ``y`` is NaN stay NaN.
+def softmax_ref(z: torch.Tensor) -> torch.Tensor:
+    """Softmax over dim 1, normalized by a sum that is accurate at any K.
 
-    The argmax is taken on z, not on y = softmax(z), so that rounding in exp cannot create ties.
+    ``torch.softmax`` on CPU adds a row's terms one after the other into a vector register, so at
+    K = 2**24 its fp32 rows sum to 1 only within ~1e-3 (F.gumbel_softmax inherits this). ``torch.sum``
+    uses cascade (pairwise) summation, whose error grows with log K, so the rows here sum to 1 within a
+    few ulps (tests/reference/test_gumbel_softmax.py). NaN rows as softmax's: a NaN, a +inf or all -inf.
     """
-    hard = torch.zeros_like(y).scatter_(1, z.argmax(dim=1, keepdim=True), 1.0)
-    return torch.where(torch.isnan(y).any(dim=1, keepdim=True), float("nan"), hard)
+    e = (z - z.amax(dim=1, keepdim=True)).exp_()
+    return e.div_(e.sum(dim=1, keepdim=True))
+
+
+def one_hot_argmax(z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Exact one-hot (contiguous, in ``dtype``) of the argmax of ``z`` over dim 1, ties to the first index.
+
+    Rows whose soft sample is NaN (no finite max: a NaN, a +inf, or all -inf) are NaN. The argmax is
+    taken on z, not on softmax(z), so that rounding in exp cannot create ties.
+    """
+    row_max, index = z.max(dim=1, keepdim=True)
+    hot = torch.zeros(z.shape, dtype=dtype, device=z.device).scatter_(1, index, 1.0)
+    return hot.masked_fill_(~torch.isfinite(row_max), float("nan"))
 
 
 def gumbel_softmax_fwd_ref(
@@ -29,10 +57,9 @@ def gumbel_softmax_fwd_ref(
 ) -> torch.Tensor:
     """Forward of the op on ``(outer, K, inner)`` logits; returns a contiguous tensor of the same dtype."""
     z = perturbed_logits_ref(logits, seed, tau)
-    y = torch.softmax(z, dim=1)
     if hard:
-        y = one_hot_argmax(z, y)
-    return y.to(logits.dtype).contiguous()
+        return one_hot_argmax(z, logits.dtype)
+    return softmax_ref(z).to(logits.dtype).contiguous()
 
 
 def gumbel_softmax_bwd_ref(
@@ -44,7 +71,7 @@ def gumbel_softmax_bwd_ref(
     soft output y otherwise.
     """
     mdt = math_dtype(saved.dtype)
-    y = torch.softmax(perturbed_logits_ref(saved, seed, tau), dim=1) if recompute else saved.to(mdt)
+    y = softmax_ref(perturbed_logits_ref(saved, seed, tau)) if recompute else saved.to(mdt)
     dy = grad.to(mdt)
     dx = y * (dy - (dy * y).sum(dim=1, keepdim=True)) / torch.as_tensor(tau, dtype=mdt, device=y.device)
     return dx.to(saved.dtype).contiguous()

@@ -25,15 +25,38 @@ UNIFORM_SCALE = 4.6566127342e-10
 GUMBEL_CAP = 21.48756265673012
 
 
-def _mulhilo32(a: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """High and low 32 bits of ``a * b`` for uint32 values held in int64 tensors.
+def _philox4x32_state(seed: torch.Tensor | int, counter: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Philox4x32-10 of every ``counter`` (int64, any shape) as two int64 tensors of shape ``(2, *counter.shape)``:
+    ``multiplied`` holds words (0, 2) and ``carried`` words (1, 3), each in its low 32 bits (higher bits of
+    ``carried`` are left over; mask or truncate them).
 
-    The 64-bit product would overflow int64, so split ``a`` into 16-bit limbs: every partial
-    product stays below 2**48 and the sums below 2**49, exact in int64.
+    The two words a round multiplies are stacked, and so are the two it XORs in, so that a round is six
+    tensor ops however large the counter tensor, and those write into buffers allocated once (fresh large
+    temporaries cost page faults).
     """
-    t = (a >> 16) * b  # a_hi * b, < 2**48
-    s = (t & 0xFFFF) * 65536 + (a & 0xFFFF) * b  # < 2**32 + 2**48
-    return (t >> 16) + (s >> 32), s & _MASK32
+    seed = torch.as_tensor(seed, dtype=torch.int64, device=counter.device)
+    # Round r's key is (k0 + r * KEY_A, k1 + r * KEY_B) mod 2**32.
+    steps = torch.tensor([[r * _PHILOX_KEY_A, r * _PHILOX_KEY_B] for r in range(_PHILOX_ROUNDS)], device=counter.device)
+    keys = (torch.stack((seed, seed >> 32)) + steps).bitwise_and_(_MASK32)
+    low, high = counter & _MASK32, (counter >> 32) & _MASK32
+    multiplied = torch.stack((low, torch.zeros_like(low)))  # (c0, c2) = (n lo, 0)
+    carried = torch.stack((high, torch.zeros_like(high)))  # (c1, c3) = (n hi, 0)
+    products = torch.empty_like(carried)
+    c0, c2 = multiplied.unbind()
+    rows = {id(buffer): buffer.unbind() for buffer in (carried, products)}  # the two buffers swap roles
+    for key in keys.view(_PHILOX_ROUNDS, 2, *[1] * counter.dim()).unbind():
+        # c0' = hi(c2 * B) ^ c1 ^ k0, c1' = lo(c2 * B), c2' = hi(c0 * A) ^ c3 ^ k1, c3' = lo(c0 * A). The products
+        # are written crosswise, (c2 * B, c0 * A), to line up with (c1, c3). Both factors are below 2**32, so
+        # each unsigned product fits 64 bits, and int64 multiplication, which wraps modulo 2**64 (two's
+        # complement), holds its exact bits: the high word is bits 32-63, the low word bits 0-31.
+        product_b, product_a = rows[id(products)]
+        torch.mul(c2, _PHILOX_ROUND_B, out=product_b)
+        torch.mul(c0, _PHILOX_ROUND_A, out=product_a)
+        torch.bitwise_right_shift(products, 32, out=multiplied).bitwise_xor_(carried).bitwise_xor_(key)
+        multiplied.bitwise_and_(_MASK32)
+        # The products' low words are carried whole: they are only XORed into the next high words, masked after.
+        carried, products = products, carried
+    return multiplied, carried
 
 
 def philox4x32_ref(seed: torch.Tensor | int, counter: torch.Tensor) -> torch.Tensor:
@@ -43,26 +66,27 @@ def philox4x32_ref(seed: torch.Tensor | int, counter: torch.Tensor) -> torch.Ten
     ``seed`` may be a 0-dim int64 tensor: it is never read on the host, so this stays traceable.
     Returns int64 tensor of shape ``counter.shape + (4,)`` holding the uint32 words.
     """
-    seed = torch.as_tensor(seed, dtype=torch.int64, device=counter.device)
-    k0, k1 = seed & _MASK32, (seed >> 32) & _MASK32
-    c0 = counter & _MASK32
-    c1 = (counter >> 32) & _MASK32
-    c2 = torch.zeros_like(c0)
-    c3 = torch.zeros_like(c0)
-    for _ in range(_PHILOX_ROUNDS):
-        hi_b, lo_b = _mulhilo32(c2, _PHILOX_ROUND_B)
-        hi_a, lo_a = _mulhilo32(c0, _PHILOX_ROUND_A)
-        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
-        k0 = (k0 + _PHILOX_KEY_A) & _MASK32
-        k1 = (k1 + _PHILOX_KEY_B) & _MASK32
-    return torch.stack((c0, c1, c2, c3), dim=-1)
+    multiplied, carried = _philox4x32_state(seed, counter)
+    carried = carried & _MASK32
+    return torch.stack((multiplied[0], carried[0], multiplied[1], carried[1]), dim=-1)
+
+
+def _uniform_from_low_bits(words: torch.Tensor) -> torch.Tensor:
+    """``uint_to_uniform_float`` of the low 32 bits of an integer tensor, before the scaling: an int32
+    tensor whose values times UNIFORM_SCALE (in fp32) are the uniforms."""
+    x = words.to(torch.int32)  # the word read as int32: the conversion keeps the low 32 bits (C++20)
+    return x.bitwise_xor_(x >> 31)  # x < 0 ? -x - 1 : x, since -x - 1 = ~x
 
 
 def uniform_from_words_ref(words: torch.Tensor) -> torch.Tensor:
     """Triton's ``uint_to_uniform_float``: uint32 words (in int64) to fp32 uniforms in [0, 1)."""
-    x = torch.where(words >= 2**31, words - 2**32, words)  # reinterpret as int32
-    x = torch.where(x < 0, -x - 1, x)
-    return x.to(torch.float32) * torch.tensor(UNIFORM_SCALE, dtype=torch.float32)
+    return _uniform_from_low_bits(words).to(torch.float32).mul_(UNIFORM_SCALE)
+
+
+def _counters(rows: torch.Tensor, n_cols: int) -> torch.Tensor:
+    """Philox counters ``n = r * ceil(K / 4) + c // 4`` of ``rows``: int64, ``(len(rows), ceil(K / 4))``."""
+    groups = (n_cols + 3) // 4
+    return rows.to(torch.int64)[:, None] * groups + torch.arange(groups, dtype=torch.int64, device=rows.device)
 
 
 def philox_words_ref(seed: torch.Tensor | int, rows: torch.Tensor, n_cols: int) -> torch.Tensor:
@@ -70,19 +94,34 @@ def philox_words_ref(seed: torch.Tensor | int, rows: torch.Tensor, n_cols: int) 
 
     Element (r, c) takes word ``c % 4`` of Philox counter ``n = r * ceil(K / 4) + c // 4``.
     """
-    groups = (n_cols + 3) // 4
-    rows = rows.to(torch.int64)
-    counter = rows[:, None] * groups + torch.arange(groups, dtype=torch.int64, device=rows.device)
-    return philox4x32_ref(seed, counter).flatten(1)[:, :n_cols]
+    return philox4x32_ref(seed, _counters(rows, n_cols)).flatten(1)[:, :n_cols]
+
+
+# Counters uniform_ref draws at once: its int64 temporaries are then 1 MiB, and the Python overhead of its
+# ~80 tensor ops is spread over 2**18 elements; larger chunks ran from memory rather than cache, smaller
+# ones paid the per-op overhead (measured on 2 EPYC cores: benchmarks/test_bench_fallback.py).
+_CHUNK_COUNTERS = 1 << 16
 
 
 def uniform_ref(
     seed: torch.Tensor | int, outer: int, n_cols: int, inner: int, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """Contract uniforms laid out like the ``(outer, K, inner)`` logits (fp32)."""
-    rows = torch.arange(outer * inner, dtype=torch.int64, device=device)
-    u = uniform_from_words_ref(philox_words_ref(seed, rows, n_cols))
-    return u.view(outer, inner, n_cols).transpose(1, 2)
+    """Contract uniforms laid out like the ``(outer, K, inner)`` logits (fp32).
+
+    Drawn a chunk of rows at a time, so that the int64 Philox temporaries stay small; the words go
+    straight to their uniforms, never through a stacked int64 copy.
+    """
+    n_rows, groups = outer * inner, (n_cols + 3) // 4
+    # Word c % 4 = 2 * j + i of counter c // 4 lands at u[r, c // 4, j, i]: (j, i) = (0, 0), (0, 1), (1, 0),
+    # (1, 1) for c0, c1, c2, c3, so `multiplied` (c0, c2) fills i = 0 and `carried` (c1, c3) fills i = 1.
+    u = torch.empty((n_rows, groups, 2, 2), dtype=torch.float32, device=device)
+    rows_per_chunk = max(1, _CHUNK_COUNTERS // max(1, groups))
+    for first in range(0, n_rows, rows_per_chunk):
+        rows = torch.arange(first, min(first + rows_per_chunk, n_rows), dtype=torch.int64, device=device)
+        chunk = u[first : first + len(rows)]
+        for i, words in enumerate(_philox4x32_state(seed, _counters(rows, n_cols))):
+            torch.mul(_uniform_from_low_bits(words).movedim(0, -1), UNIFORM_SCALE, out=chunk[:, :, :, i])
+    return u.view(outer, inner, 4 * groups)[:, :, :n_cols].transpose(1, 2)
 
 
 def gumbel_from_uniform_ref(u: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

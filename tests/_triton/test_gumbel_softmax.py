@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from gumbel_fused._triton import gumbel_softmax as kernels
 from gumbel_fused._triton import tiles
 
+from ..conftest import TRITON_DEVICE
 from ..helpers import run_fwd
 
 
@@ -27,6 +30,36 @@ def test_noise_does_not_depend_on_tiling(monkeypatch):
     soft_multi = run_fwd("triton", x, 5, 0.5, hard=False)
     monkeypatch.undo()
     torch.testing.assert_close(run_fwd("triton", x, 5, 0.5, hard=False), soft_multi)
+
+
+@triton.jit
+def _running_sum_kernel(values_ptr, out_ptr, n, COMPENSATED: tl.constexpr):
+    """The long-row pass's accumulation of chunk sums, on its own: values[0] + ... + values[n - 1]."""
+    total = tl.zeros((1,), tl.float32)
+    error = tl.zeros((1,), tl.float32)
+    for i in range(0, n):
+        value = tl.load(values_ptr + i + tl.arange(0, 1))
+        if COMPENSATED:
+            total, error = kernels._compensated_add(total, error, value)
+        else:
+            total += value
+    tl.store(out_ptr + tl.arange(0, 1), total + error)
+
+
+def test_compensated_chunk_sums_keep_every_chunk():
+    # A first chunk sum of 1 and 511 below half its ulp: a plain running sum drops all of them (~1.4e-5), the
+    # compensated one keeps the total to within 2 u, whatever the chunk count (Neumaier's bound is
+    # 2 u + O(n u**2), and n u**2 is 1e-11 at the 4096 chunks of K = 2**24 on a GPU).
+    values = torch.rand(512, generator=torch.Generator().manual_seed(0)) * 2.0**-24 * 0.9
+    values[0] = 1.0
+    exact = values.double().sum().item()
+    sums = {}
+    for compensated in (True, False):
+        out = torch.zeros(1, device=TRITON_DEVICE)
+        _running_sum_kernel[(1,)](values.to(TRITON_DEVICE), out, len(values), COMPENSATED=compensated)
+        sums[compensated] = out.item()
+    assert abs(sums[True] - exact) <= 2 * 2.0**-24 * exact
+    assert abs(sums[False] - exact) > 100 * 2.0**-24  # what the compensation is for
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compilation caching needs a real GPU")

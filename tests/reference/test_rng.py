@@ -13,6 +13,7 @@ from gumbel_fused.reference import (
     gumbel_from_uniform_ref,
     philox4x32_ref,
     philox_words_ref,
+    rng,
     uniform_from_words_ref,
     uniform_ref,
 )
@@ -22,6 +23,39 @@ def test_philox_matches_random123_known_answer():
     # Random123's kat_vectors: philox4x32_10 with counter 0 and key 0.
     words = philox4x32_ref(0, torch.zeros((), dtype=torch.int64))
     assert [hex(w) for w in words.tolist()] == ["0x6627e8d5", "0xe169c58d", "0xbc57ac4c", "0x9b00dbd8"]
+
+
+def _philox_with_python_ints(seed: int, counter: int) -> list[int]:
+    """Philox4x32-10 in exact integer arithmetic, straight from Random123's definition."""
+    mask = 0xFFFFFFFF
+    key = [seed & mask, (seed >> 32) & mask]
+    c = [counter & mask, (counter >> 32) & mask, 0, 0]
+    for _ in range(10):
+        product_a, product_b = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
+        c = [(product_b >> 32) ^ c[1] ^ key[0], product_b & mask, (product_a >> 32) ^ c[3] ^ key[1], product_a & mask]
+        key = [(key[0] + 0x9E3779B9) & mask, (key[1] + 0xBB67AE85) & mask]
+    return c
+
+
+@pytest.mark.parametrize("seed", [0, 1, -1, 2**63 - 1, -(2**63), 0x0123456789ABCDEF, -0x5DEECE66D])
+def test_philox_matches_exact_integer_arithmetic(seed):
+    # The reference multiplies uint32 words in int64, whose wrap-around must keep all 64 bits of the
+    # product: counters whose words are 0, 2**31 or 2**32 - 1 push each product to its extremes.
+    edges = [0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, -1, -(2**63)]
+    counters = edges + torch.randint(-(2**63), 2**63 - 1, (64,), generator=torch.Generator().manual_seed(seed)).tolist()
+    words = philox4x32_ref(seed, torch.tensor(counters, dtype=torch.int64))
+    want = [_philox_with_python_ints(seed % 2**64, counter % 2**64) for counter in counters]
+    assert words.tolist() == want
+
+
+def test_uniform_ref_is_the_same_in_any_chunking(monkeypatch):
+    # Chunks of rows that split neither, some or all of the Philox groups of a row: the same uniforms.
+    whole = uniform_ref(31, outer=7, n_cols=13, inner=3)
+    for counters_per_chunk in (1, 4, 5, 11):
+        monkeypatch.setattr(rng, "_CHUNK_COUNTERS", counters_per_chunk)
+        assert torch.equal(uniform_ref(31, outer=7, n_cols=13, inner=3), whole)
+    flat = uniform_from_words_ref(philox_words_ref(31, torch.arange(21), 13))
+    assert torch.equal(whole.transpose(1, 2).reshape(21, 13), flat)
 
 
 def test_golden_words_and_uniforms(rng_golden):
