@@ -17,6 +17,7 @@ from gumbel_fused.reference import (
     gumbel_softmax_fwd_ref,
     gumbel_topk_ref,
     math_dtype,
+    uniform_from_words_ref,
     uniform_ref,
 )
 
@@ -99,3 +100,17 @@ def assert_close_verbose(actual, expected, *, atol: float, rtol: float = 0.0, ms
             f"{msg}: {int(bad.sum())} of {bad.numel()} elements differ (max abs err {err.max().item():.3g}, "
             f"atol {atol:g}, rtol {rtol:g})\n" + "\n".join(rows)
         )
+
+
+def golden_gumbel(rng_golden: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every uniform of the golden file (its rows, then its edge words) and the fp64 Gumbel value it maps to."""
+    rows = [row for case in rng_golden["cases"] for row in case["rows"]]
+    edges = rng_golden["word_to_gumbel"]
+    u = torch.cat(
+        [
+            torch.tensor([x for row in rows for x in row["u"]]),
+            uniform_from_words_ref(torch.tensor([int(w, 16) for w in edges])),
+        ]
+    )
+    want = torch.tensor([x for row in rows for x in row["g"]] + list(edges.values()), dtype=torch.float64)
+    return u, want

@@ -15,6 +15,7 @@ from gumbel_fused._triton.rng import contract_uniforms, gumbel_from_uniform
 from gumbel_fused.reference import GUMBEL_CAP, UNIFORM_SCALE, philox_words_ref, uniform_from_words_ref
 
 from ..conftest import TRITON_DEVICE
+from ..helpers import golden_gumbel
 
 PROBE_BLOCK_K = 4096
 
@@ -79,11 +80,7 @@ def test_kernel_uniforms_match_reference(n_cols):
 
 
 def test_kernel_gumbel_matches_golden(rng_golden):
-    u = torch.tensor([x for case in rng_golden["cases"] for row in case["rows"] for x in row["u"]])
-    want = torch.tensor([x for case in rng_golden["cases"] for row in case["rows"] for x in row["g"]], dtype=torch.float64)
-    edges = rng_golden["word_to_gumbel"]
-    u = torch.cat([u, uniform_from_words_ref(torch.tensor([int(w, 16) for w in edges]))])
-    want = torch.cat([want, torch.tensor(list(edges.values()), dtype=torch.float64)])
+    u, want = golden_gumbel(rng_golden)
     torch.testing.assert_close(kernel_gumbel(u, torch.float64), want, rtol=0, atol=1e-13)
     torch.testing.assert_close(kernel_gumbel(u, torch.float32).double(), want, rtol=0, atol=8e-6)
 

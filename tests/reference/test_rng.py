@@ -18,6 +18,8 @@ from gumbel_fused.reference import (
     uniform_ref,
 )
 
+from ..helpers import golden_gumbel
+
 
 def test_philox_matches_random123_known_answer():
     # Random123's kat_vectors: philox4x32_10 with counter 0 and key 0.
@@ -77,11 +79,7 @@ def test_golden_word_to_uniform(rng_golden):
 def test_golden_gumbel_values(rng_golden):
     # The golden g (contract v2) were computed in fp64 by Python's math from Triton's uniforms.
     assert rng_golden["contract"] == 2
-    u = torch.tensor([x for case in rng_golden["cases"] for row in case["rows"] for x in row["u"]])
-    want = torch.tensor([x for case in rng_golden["cases"] for row in case["rows"] for x in row["g"]], dtype=torch.float64)
-    edges = rng_golden["word_to_gumbel"]
-    u = torch.cat([u, uniform_from_words_ref(torch.tensor([int(w, 16) for w in edges]))])
-    want = torch.cat([want, torch.tensor(list(edges.values()), dtype=torch.float64)])
+    u, want = golden_gumbel(rng_golden)
     torch.testing.assert_close(gumbel_from_uniform_ref(u, torch.float64), want, rtol=0, atol=1e-13)
     # fp32 math: a few ulp of |g| <= 21.5.
     torch.testing.assert_close(gumbel_from_uniform_ref(u, torch.float32).double(), want, rtol=0, atol=8e-6)

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gumbel_fused.vae import CategoricalVAE
 from gumbel_fused import gumbel_max
+from gumbel_fused.vae import CategoricalVAE
 from gumbel_fused.vae.model import _sample_one_hot, resolve_gumbel_softmax
 
 
