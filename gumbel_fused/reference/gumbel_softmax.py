@@ -38,7 +38,7 @@ def softmax_ref(z: torch.Tensor) -> torch.Tensor:
     few ulps (tests/reference/test_gumbel_softmax.py). NaN rows as softmax's: a NaN, a +inf or all -inf.
     """
     e = (z - z.amax(dim=1, keepdim=True)).exp_()
-    return e.div_(e.sum(dim=1, keepdim=True))
+    return e / e.sum(dim=1, keepdim=True)  # not in place: exp's backward needs e (the oracle is differentiated)
 
 
 def one_hot_argmax(z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
