@@ -3,9 +3,9 @@
     python benchmarks/report.py BENCH.json [MORE.json ...] --out DIR
 
 writes ``DIR/benchmarks.md`` (machine details, a summary of the fused op's median speed-ups, the full
-table of median times, speed-ups against eager and torch.compile and achieved bandwidth, the memory
-and training-step tables) and ``DIR/benchmarks.png`` (elements/s against problem size, one line per
-implementation). Speed-up = median time of the baseline / median time of the fused op, so above 1
+table of median times, speed-ups against eager and torch.compile and achieved bandwidth, the memory,
+training-step, sampling, fallback and gradient-estimator tables) and ``DIR/benchmarks.png`` (elements/s
+against problem size, one line per implementation). Speed-up = median time of the baseline / median time of the fused op, so above 1
 means the fused op is faster. GB/s = the nominal bytes moved (see ``benchmarks/_common.py``) divided
 by the median time; on a GPU whose peak bandwidth is known it is also given as a percentage of peak.
 """
@@ -248,6 +248,27 @@ def train_table(benchmarks: list[dict]) -> list[str]:
     return out
 
 
+def estimator_table(benchmarks: list[dict]) -> list[str]:
+    """Each fused estimator against its authors' eager form and against fused ST-GS, per device and shape."""
+    rows: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for b in benchmarks:
+        info = b["extra_info"]
+        if info["suite"] == "estimators":
+            key = (info["device"], shape_key(info), info["shape_name"], tuple(info["shape"]), info["estimator"])
+            rows[key][info["estimator_impl"]] = median(b)
+    out = [
+        "| device | shape | estimator | eager | fused | fused ST-GS | fused vs eager | fused / fused ST-GS |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for (device, _order, name, shape, estimator), t in sorted(rows.items()):
+        out.append(
+            f"| {device} | {name} {shape} | {estimator} | {fmt_time(t.get('eager'))} | {fmt_time(t.get('fused'))} | "
+            f"{fmt_time(t.get('fused-st'))} | {fmt_ratio(t.get('eager'), t.get('fused'))} | "
+            f"{fmt_ratio(t.get('fused'), t.get('fused-st'))} |"
+        )
+    return out
+
+
 def write_markdown(machine: dict, benchmarks: list[dict], path: Path) -> None:
     speed, memory = by_case(benchmarks, "gumbel"), by_case(benchmarks, "memory")
     peak = gpu_peak_bandwidth(machine.get("gpu_name"))
@@ -302,6 +323,16 @@ def write_markdown(machine: dict, benchmarks: list[dict], path: Path) -> None:
             "In parentheses: the time above the softmax floor (no noise, no sampling).",
             "",
             *train_table(benchmarks),
+            "",
+        ]
+    if any(b["extra_info"]["suite"] == "estimators" for b in benchmarks):
+        lines += [
+            "## Gradient estimators: fused vs their authors' eager forms (fp32, hard, forward + backward)",
+            "",
+            "Eager forms: `gumbel_fused/reference/published.py` (Gumbel-Rao with R = 10). The last column is the "
+            "fused estimator's time over fused ST-GS's, measured in the same group.",
+            "",
+            *estimator_table(benchmarks),
             "",
         ]
     path.write_text("\n".join(lines))

@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "estimators.h"
 #include "hard_wide.h"
 #include "kernel_common.h"
 
@@ -298,6 +299,31 @@ C10_NOINLINE void bwd_tile(const Problem<acc_t>& problem, const Operand<const sc
   });
 }
 
+// The estimator gradient of a tile (estimators.h): each lane's sampled category read from `sample` (the
+// forward's, int64 (outer, 1, inner)), the logits and grad loaded into the tile's buffers.
+template <typename scalar_t, typename acc_t>
+C10_NOINLINE void estimator_bwd_tile(const Problem<acc_t>& problem, Estimator estimator, int64_t rao_samples,
+                                     const Operand<const scalar_t>& grad, const Operand<const scalar_t>& logits,
+                                     const Operand<const int64_t>& sample_index, const Operand<scalar_t>& out,
+                                     const TileRows& grad_rows, const TileRows& logits_rows,
+                                     const TileRows& sample_rows, const TileRows& dx_rows, const uint64_t* row_base,
+                                     acc_t* scratch) {
+  using index_t = typename RowArgmax<acc_t>::index_t;
+  index_t sample[kLanes];
+  for (int j = 0; j < kLanes; ++j) sample[j] = static_cast<index_t>(sample_index.data[sample_rows.offset[j]]);
+  const EstimatorTile<acc_t> tile(scratch, problem.n_cols);
+  for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
+    load_chunk(logits.data, logits_rows, logits.s1, c0, nc, reinterpret_cast<acc_t (*)[kLanes]>(tile.x + c0 * kLanes));
+    load_chunk(grad.data, grad_rows, grad.s1, c0, nc, reinterpret_cast<acc_t (*)[kLanes]>(tile.dy + c0 * kLanes));
+  }
+  estimator_grad_tile(problem, estimator, rao_samples, tile, sample, row_base);
+  for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
+    store_chunk(out.data, dx_rows, out.s1, c0, nc, reinterpret_cast<const acc_t (*)[kLanes]>(tile.dx + c0 * kLanes));
+  }
+}
+
 // Runs fn(r0, count, row_base, scratch) on every tile of 16 rows, in parallel. `scratch` is a per-task
 // buffer of `scratch_elements` (Scratch::elements; null for none), reused by the task's tiles.
 template <typename acc_t, typename Fn>
@@ -345,7 +371,9 @@ at::Tensor new_output(const at::Tensor& t) {
 
 }  // namespace
 
-at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard) {
+at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
+                                  const std::string& estimator, int64_t rao_samples) {
+  parse_estimator(estimator, hard, rao_samples);  // every estimator's sample is this one: only checked here
   check_operand(logits, "logits");
   const int64_t seed_value = read_seed(seed);
   at::Tensor out = new_output(logits);
@@ -371,7 +399,10 @@ at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& se
 }
 
 at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& saved, const at::Tensor& seed,
-                                  double tau, bool recompute) {
+                                  double tau, bool recompute, const std::string& estimator, int64_t rao_samples,
+                                  const std::optional<at::Tensor>& sample) {
+  const Estimator kind = parse_estimator(estimator, recompute, rao_samples);
+  if (kind != Estimator::kST) check_sample(sample, saved);
   check_operand(grad, "grad");
   check_operand(saved, "saved");
   TORCH_CHECK(grad.sizes() == saved.sizes(), "gumbel_fused: grad ", grad.sizes(), " and saved ", saved.sizes(),
@@ -387,12 +418,21 @@ at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& save
     const auto dy = operand(grad.const_data_ptr<scalar_t>(), grad);
     const auto saved_values = operand(saved.const_data_ptr<scalar_t>(), saved);  // the logits, or y
     const auto dx = operand(out.mutable_data_ptr<scalar_t>(), out);
-    const int64_t scratch = Scratch<acc_t>::elements(problem, /*draws_noise=*/recompute, /*backward=*/true);
+    const bool st = kind == Estimator::kST;
+    const auto sample_index = st ? Operand<const int64_t>{} : operand(sample->const_data_ptr<int64_t>(), *sample);
+    const int64_t scratch = st ? Scratch<acc_t>::elements(problem, /*draws_noise=*/recompute, /*backward=*/true)
+                               : EstimatorTile<acc_t>::kBuffers * problem.n_cols * kLanes;
     parallel_tiles(problem, scratch, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* task_scratch) {
       const TileRows dy_rows = tile_rows(r0, count, problem.inner, dy.s0, dy.s2);
       const TileRows saved_rows = tile_rows(r0, count, problem.inner, saved_values.s0, saved_values.s2);
       const TileRows dx_rows = tile_rows(r0, count, problem.inner, dx.s0, dx.s2);
-      bwd_tile(problem, dy, saved_values, dx, dy_rows, saved_rows, dx_rows, row_base, recompute, task_scratch);
+      if (st) {
+        bwd_tile(problem, dy, saved_values, dx, dy_rows, saved_rows, dx_rows, row_base, recompute, task_scratch);
+      } else {
+        const TileRows sample_rows = tile_rows(r0, count, problem.inner, sample_index.s0, sample_index.s2);
+        estimator_bwd_tile(problem, kind, rao_samples, dy, saved_values, sample_index, dx, dy_rows, saved_rows,
+                           sample_rows, dx_rows, row_base, task_scratch);
+      }
     });
   });
   return out;

@@ -5,16 +5,24 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
+#include <string>
+
 namespace gumbel_fused {
 
 // softmax((logits + g) / tau) over dim 1, or its exact one-hot argmax when `hard`; contiguous output
-// of the logits' dtype. `seed` is a 0-dim int64 CPU tensor. Same semantics as gumbel_softmax_fwd_ref.
-at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard);
+// of the logits' dtype. `seed` is a 0-dim int64 CPU tensor. `estimator` and `rao_samples` pick the
+// backward and are only checked (estimators.h). Same semantics as gumbel_softmax_fwd_ref.
+at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
+                                  const std::string& estimator, int64_t rao_samples);
 
 // y * (grad - sum(grad * y)) / tau over dim 1, with y = `saved`, or regenerated from `saved` = logits
-// and the seed when `recompute`. Same semantics as gumbel_softmax_bwd_ref.
+// and the seed when `recompute` (estimator "st"); or another estimator's gradient of the hard sample of
+// category `sample` (int64 (outer, 1, inner)), from `saved` = logits (estimators.h). Same semantics as
+// gumbel_softmax_bwd_ref.
 at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& saved, const at::Tensor& seed,
-                                  double tau, bool recompute);
+                                  double tau, bool recompute, const std::string& estimator, int64_t rao_samples,
+                                  const std::optional<at::Tensor>& sample);
 
 // One draw a row from softmax(logits / temperature) over dim 1: int64 (outer, inner), -1 for a row with nothing to
 // draw from. Same semantics as gumbel_max_ref.

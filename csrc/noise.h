@@ -27,11 +27,12 @@ inline NoiseKey noise_key(int64_t seed, int64_t n_cols) {
 
 // Words of the columns c0 .. c0 + 4 * G - 1 (c0 % 4 == 0) for the lanes whose rows start their
 // counters at row_base[j] = r_j * groups: column c0 + c of lane j lands in
-// words[(c % 4) * kWordStride + (c / 4) * kLanes + j], word c % 4 of counter row_base[j] + c0 / 4 + c / 4.
+// words[(c % 4) * kWordStride + (c / 4) * kLanes + j], word c % 4 of counter row_base[j] + c0 / 4 + c / 4 of
+// `stream` (0: the sample's noise).
 constexpr int kWordStride = kChunk * kLanes / 4;
 
 template <int G>
-inline void draw_groups(const NoiseKey& key, const uint64_t* row_base, int64_t q0, uint32_t* words) {
+inline void draw_groups(const NoiseKey& key, const uint64_t* row_base, int64_t q0, uint32_t* words, uint32_t stream) {
   uint32_t n_lo[G * kLanes], n_hi[G * kLanes];
   for (int g = 0; g < G; ++g) {
     for (int j = 0; j < kLanes; ++j) {
@@ -40,18 +41,19 @@ inline void draw_groups(const NoiseKey& key, const uint64_t* row_base, int64_t q
       n_hi[g * kLanes + j] = static_cast<uint32_t>(n >> 32);
     }
   }
-  philox4x32_10<G * kLanes>(key.key_lo, key.key_hi, n_lo, n_hi, words, kWordStride);
+  philox4x32_10<G * kLanes>(key.key_lo, key.key_hi, n_lo, n_hi, words, kWordStride, stream);
 }
 
 // The words of the nc <= kChunk columns starting at c0: only the groups that hold a valid column are
 // drawn, which matters for small K (K = 10 needs 3 groups a row, not 4).
-inline void draw_chunk_words(const NoiseKey& key, const uint64_t* row_base, int64_t c0, int nc, uint32_t* words) {
+inline void draw_chunk_words(const NoiseKey& key, const uint64_t* row_base, int64_t c0, int nc, uint32_t* words,
+                             uint32_t stream = 0) {
   const int64_t q0 = c0 / 4;
   switch ((nc + 3) / 4) {
-    case 1: draw_groups<1>(key, row_base, q0, words); break;
-    case 2: draw_groups<2>(key, row_base, q0, words); break;
-    case 3: draw_groups<3>(key, row_base, q0, words); break;
-    default: draw_groups<4>(key, row_base, q0, words); break;
+    case 1: draw_groups<1>(key, row_base, q0, words, stream); break;
+    case 2: draw_groups<2>(key, row_base, q0, words, stream); break;
+    case 3: draw_groups<3>(key, row_base, q0, words, stream); break;
+    default: draw_groups<4>(key, row_base, q0, words, stream); break;
   }
 }
 

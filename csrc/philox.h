@@ -66,7 +66,8 @@ constexpr int kWordLanes = 1;  // DEFAULT build: the scalar loop
 }  // namespace detail
 
 // Philox4x32-10 on N independent lanes that share the key: lane j has counter
-// (n_lo[j], n_hi[j], 0, 0) and gets the four words out[k * out_stride + j], k = 0..3.
+// (n_lo[j], n_hi[j], stream, 0) and gets the four words out[k * out_stride + j], k = 0..3. Stream 0 is the
+// sample's noise; Gumbel-Rao's repeat r draws from stream 1 + r (docs/DESIGN.md section 3).
 //
 // Why lanes: the kernels draw one counter per row of a 16-row tile (and several column groups at
 // once), so a lane is a row and the four words are four consecutive columns. A round is a ~10-cycle
@@ -74,7 +75,8 @@ constexpr int kWordLanes = 1;  // DEFAULT build: the scalar loop
 // overlap. The scalar loop is the DEFAULT build's path, and the plain statement of the algorithm.
 template <int N>
 inline void philox4x32_10(uint32_t key_lo, uint32_t key_hi, const uint32_t* __restrict n_lo,
-                          const uint32_t* __restrict n_hi, uint32_t* __restrict out, int out_stride) {
+                          const uint32_t* __restrict n_hi, uint32_t* __restrict out, int out_stride,
+                          uint32_t stream = 0) {
 #if defined(GUMBEL_FUSED_PHILOX_SIMD)
   if constexpr (N % detail::kWordLanes == 0) {
     using detail::WordVec;
@@ -83,7 +85,7 @@ inline void philox4x32_10(uint32_t key_lo, uint32_t key_hi, const uint32_t* __re
     static_assert(kHalves % kBlock == 0, "whole blocks of half-registers");
     const WordVec mul_a = detail::broadcast_word(kPhiloxRoundA);
     const WordVec mul_b = detail::broadcast_word(kPhiloxRoundB);
-    const WordVec zero = detail::broadcast_word(0);
+    const WordVec zero = detail::broadcast_word(0), stream_word = detail::broadcast_word(stream);
     for (int b = 0; b < kHalves; b += kBlock) {
       WordVec c0[kBlock], c1[kBlock], c2[kBlock], c3[kBlock];
       for (int s = 0; s < kBlock; s += 2) {
@@ -93,7 +95,8 @@ inline void philox4x32_10(uint32_t key_lo, uint32_t key_hi, const uint32_t* __re
         c0[s + 1] = detail::high_to_low(lo);
         c1[s] = hi;
         c1[s + 1] = detail::high_to_low(hi);
-        c2[s] = c2[s + 1] = c3[s] = c3[s + 1] = zero;
+        c2[s] = c2[s + 1] = stream_word;
+        c3[s] = c3[s + 1] = zero;
       }
       uint32_t k0 = key_lo, k1 = key_hi;
       for (int round = 0; round < kPhiloxRounds; ++round) {
@@ -121,7 +124,7 @@ inline void philox4x32_10(uint32_t key_lo, uint32_t key_hi, const uint32_t* __re
   }
 #endif
   for (int j = 0; j < N; ++j) {
-    uint32_t c0 = n_lo[j], c1 = n_hi[j], c2 = 0, c3 = 0;
+    uint32_t c0 = n_lo[j], c1 = n_hi[j], c2 = stream, c3 = 0;
     uint32_t k0 = key_lo, k1 = key_hi;
     for (int round = 0; round < kPhiloxRounds; ++round) {
       const uint64_t prod_b = static_cast<uint64_t>(c2) * kPhiloxRoundB;

@@ -45,15 +45,28 @@ def run_fwd(backend: str, logits3d: torch.Tensor, seed: int, tau: float, hard: b
     return triton_kernels.gumbel_softmax_fwd(x, s, t, hard).cpu()
 
 
-def run_bwd(backend: str, grad, saved, seed: int, tau: float, recompute: bool) -> torch.Tensor:
+def run_bwd(
+    backend: str, grad, saved, seed: int, tau: float, recompute: bool, estimator: str = "st", rao_samples: int = 10
+) -> torch.Tensor:
+    """Backward of one backend (``saved``: the logits when ``recompute``, else y); the result comes back on the CPU.
+
+    Estimators other than "st" get the reference forward's category (``forward_sample``), the same for every
+    backend."""
     device = TRITON_DEVICE if backend == "triton" else "cpu"
+    sample = forward_sample(saved, seed, tau).to(device) if estimator != "st" else None
     grad, saved = grad.to(device), saved.to(device)
     s, t = as_tensors(seed, tau, device)
+    args = (estimator, rao_samples, sample)
     if backend == "reference":
-        return gumbel_softmax_bwd_ref(grad, saved, s, t, recompute)
+        return gumbel_softmax_bwd_ref(grad, saved, s, t, recompute, *args)
     if backend == "cpu":
-        return ops.gumbel_softmax_bwd(grad, saved, s, t, recompute)
-    return triton_kernels.gumbel_softmax_bwd(grad, saved, s, t, recompute).cpu()
+        return ops.gumbel_softmax_bwd(grad, saved, s, t, recompute, 1, *args)
+    return triton_kernels.gumbel_softmax_bwd(grad, saved, s, t, recompute, *args).cpu()
+
+
+def forward_sample(logits3d: torch.Tensor, seed: int, tau: float) -> torch.Tensor:
+    """The hard sample's category a row, int64 ``(outer, 1, inner)``: what the autograd keeps for an estimator."""
+    return gumbel_softmax_fwd_ref(logits3d, *as_tensors(seed, tau, "cpu"), True).argmax(dim=1, keepdim=True)
 
 
 def run_gumbel_max(backend: str, logits3d: torch.Tensor, seed: int, temperature: float) -> torch.Tensor:

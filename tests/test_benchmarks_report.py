@@ -43,6 +43,9 @@ def bench_json(tmp_path):
         _bench("sampling", "fused-cpu", "cpu", 0.01, mode="gumbel_max"),
         _bench("fallback", "eager", "cpu", 4e-3),
         _bench("fallback", "reference", "cpu", 3e-3),
+        _bench("estimators", "eager", "cpu", 8e-3, "fwd+bwd", estimator="reinmax", estimator_impl="eager"),
+        _bench("estimators", "fused-cpu", "cpu", 1.1e-3, "fwd+bwd", estimator="reinmax", estimator_impl="fused"),
+        _bench("estimators", "fused-st", "cpu", 1e-3, "fwd+bwd", estimator="reinmax", estimator_impl="fused-st"),
         {"name": "skipped", "group": None, "stats": None, "extra_info": {}},
     ]  # fmt: skip
     machine = {"cpu_model": "Test CPU", "gpu_name": "NVIDIA H100 80GB HBM3", "torch_version": "2.x"}
@@ -64,6 +67,7 @@ def test_markdown_tables(bench_json, tmp_path):
     assert "(+50%)" in text  # train step above the floor
     assert "| gumbel_max | 320 ms | 240 ms | 10 ms | 32.00x | 24.00x |" in text  # sampling table
     assert "| square (4, 8) | hard | 4 ms | 3 ms | 0.75x |" in text  # fallback: reference / eager
+    assert "| reinmax | 8 ms | 1.1 ms | 1 ms | 7.27x | 1.10x |" in text  # estimators: vs eager, vs fused ST-GS
 
 
 def test_gpu_peak_lookup():

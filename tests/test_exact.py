@@ -1,4 +1,5 @@
-"""Every backend against the eager formula fed the same uniforms (DESIGN.md section 5).
+"""Every backend against the eager formula fed the same uniforms (DESIGN.md section 5), and every
+backend's gradient estimators against the reference's.
 
 Tolerance rule (from flash-attention's tests): error(ours vs fp64 truth) <= 2 * error(eager formula in
 the input dtype vs fp64 truth) + atol. Our kernels compute in fp32 for half inputs, so they are held
@@ -10,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gumbel_fused.reference import perturbed_logits_ref
+from gumbel_fused.reference import gumbel_softmax_bwd_ref, perturbed_logits_ref
 
 from .conftest import DTYPES
 from .helpers import BACKENDS, assert_close_verbose, eager_soft, run_bwd, run_fwd
@@ -98,3 +99,37 @@ def test_backward_matches_eager_formula(backend, dtype, shape, recompute):
     # Soft mode reads the saved y, which is already rounded to dtype: allow for that rounding.
     saved_err = 0.0 if recompute else (jvp(saved.double(), grad.double()) - truth).abs().max().item()
     assert_close_verbose(ours, truth, atol=2 * max(eager_err, saved_err) + ATOL[dtype], msg=backend)
+
+
+ESTIMATORS = ["reinmax", "gumbel_rao", "gst", "plain_st"]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_estimator_backward_matches_reference(backend, dtype, shape, estimator):
+    # Truth: the reference in fp64 from the same logits; the kernels may err twice as much as the reference
+    # does in the input dtype (its math dtype is theirs: fp32 for half inputs).
+    x = _logits(shape, dtype, strided=shape[2] > 1)
+    grad = torch.randn(shape, generator=torch.Generator().manual_seed(2)).to(dtype)
+    args = (torch.tensor(SEED), torch.tensor(TAU, dtype=torch.float64), True, estimator, 3)
+    truth = gumbel_softmax_bwd_ref(grad.double(), x.double(), *args)
+    reference_err = (gumbel_softmax_bwd_ref(grad, x, *args).double() - truth).abs().max().item()
+    ours = run_bwd(backend, grad, x, SEED, TAU, True, estimator, rao_samples=3)
+    assert ours.dtype == dtype and ours.shape == x.shape and ours.is_contiguous()
+    assert_close_verbose(ours, truth, atol=2 * reference_err + ATOL[dtype], msg=f"{backend} {estimator}")
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_estimator_backward_at_unit_tau_and_with_special_rows(backend, estimator):
+    # tau = 1 takes shortcuts (C++: one softmax for ReinMax's two, no power for Gumbel-Rao); masked
+    # categories get 0, and rows with a NaN, no finite logit or a +inf one get NaN, as their forward.
+    x = _logits((40, 13, 1), torch.float32, strided=False)
+    x[0, 3] = x[5, :7] = float("-inf")
+    x[1, 2], x[2], x[3, 12] = float("nan"), float("-inf"), float("inf")
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    want = run_bwd("reference", grad, x, SEED, 1.0, True, estimator, rao_samples=5)
+    assert want[1:4].isnan().all() and want[4:].isfinite().all() and (want[0, 3] == 0).all()
+    assert_close_verbose(run_bwd(backend, grad, x, SEED, 1.0, True, estimator, rao_samples=5), want, atol=2e-6)

@@ -1,4 +1,5 @@
-"""Argument checks and conversions shared by the public functions: logits, tau, dim, k, generator, seed.
+"""Argument checks and conversions shared by the public functions: logits, tau, dim, k, generator, seed,
+gradient estimator.
 
 Errors name the function and the argument and read like torch's own: ``TypeError`` for a wrong type,
 ``ValueError`` for a wrong value, ``IndexError`` for a dimension out of range.
@@ -14,6 +15,7 @@ import torch
 from torch.autograd import forward_ad
 
 from .._ops._dispatch import check_temperature_value, runs_plain_eager
+from ..reference.estimators import estimator_index
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # Seeds are drawn from [0, 2**63 - 1): torch.randint's exclusive upper bound must fit in int64.
@@ -108,6 +110,22 @@ def _tensor_temperature(fn: str, name: str, tau: torch.Tensor, logits: torch.Ten
     check_temperature_value(fn, name, value, torch.float64 if logits is None else logits.dtype)
     differentiable = tau.requires_grad or forward_ad._current_level >= 0  # a grad, or maybe a tangent
     return tau if differentiable else value
+
+
+def check_estimator(fn: str, estimator: object, hard: object, rao_samples: object, tau: object = None) -> None:
+    """``estimator`` a known name, allowed with ``hard`` (every one but "st" needs it) and with ``tau`` (none but
+    "st" has a derivative in tau), and ``rao_samples`` a positive int (checked whatever the estimator, so a typo
+    fails before it matters)."""
+    if not isinstance(estimator, str):
+        raise TypeError(f"{fn}(): argument 'estimator' must be str, not {type(estimator).__name__}")
+    if isinstance(rao_samples, bool) or not isinstance(rao_samples, int):
+        raise TypeError(f"{fn}(): argument 'rao_samples' must be int, not {type(rao_samples).__name__}")
+    estimator_index(estimator, bool(hard), rao_samples, fn)
+    if estimator != "st" and isinstance(tau, torch.Tensor) and tau.requires_grad:
+        raise ValueError(
+            f"{fn}(): argument 'estimator'={estimator!r} defines no gradient in tau, but got a tau that requires "
+            "grad (a learnable temperature needs estimator='st')"
+        )
 
 
 def canonical_dim(fn: str, dim: object, ndim: int) -> int:

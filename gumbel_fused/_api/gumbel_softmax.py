@@ -7,7 +7,7 @@ import warnings
 import torch
 
 from .._ops import gumbel_softmax as ops
-from ._args import canonical_dim, check_generator, check_logits, checked_temperature, draw_seed
+from ._args import canonical_dim, check_estimator, check_generator, check_logits, checked_temperature, draw_seed
 
 _FN = "gumbel_softmax"
 
@@ -20,6 +20,8 @@ def gumbel_softmax(
     dim: int = -1,
     *,
     generator: torch.Generator | None = None,
+    estimator: str = "st",
+    rao_samples: int = 10,
 ) -> torch.Tensor:
     """Sample from the Gumbel-softmax (Concrete) distribution, fused into one kernel per direction.
 
@@ -46,6 +48,16 @@ def gumbel_softmax(
         dim: the dimension holding the categories (an int, NumPy integer or 0-dim integer tensor).
         generator: the ``torch.Generator`` to draw the seed from; defaults to the logits' device's. Not
             supported inside ``torch.compile(fullgraph=True)`` (a ``RuntimeError`` says so).
+        estimator: the gradient of the hard sample, fused into the backward kernel; every one but ``"st"``
+            requires ``hard=True`` and a tau without gradient, and none changes the sample (the same one-hot
+            for the same RNG state). ``"st"``: straight-through Gumbel-softmax, the soft sample's gradient
+            (as torch). ``"reinmax"``: ReinMax (Liu et al. 2023), second order: exact in expectation for a
+            quadratic loss at tau = 1 (its authors use tau >= 1). ``"gumbel_rao"``: Gumbel-Rao (Paulus et al.
+            2021), ST-GS averaged over ``rao_samples`` draws of the noise conditioned on the sample: ST-GS's
+            mean with less variance. ``"gst"``: gapped straight-through (Fan et al. 2022, gap 1), no noise.
+            ``"plain_st"``: straight-through through softmax(logits / tau), torch's
+            ``OneHotCategoricalStraightThrough`` at tau = 1. Formulas: ``gumbel_fused/reference/estimators.py``.
+        rao_samples: the conditional noise draws a ``"gumbel_rao"`` gradient averages, at least 1.
 
     Returns:
         A tensor with the shape, dtype and device of ``logits`` (with a tensor ``tau`` of more
@@ -54,16 +66,20 @@ def gumbel_softmax(
     check_logits(_FN, logits)
     tau_arg, tau = tau, checked_temperature(_FN, "tau", tau, logits)
     check_generator(_FN, generator)
+    check_estimator(_FN, estimator, hard, rao_samples, tau_arg)
     if eps != 1e-10:
         warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
     if logits.dim() == 0:
         # torch treats a scalar as one category; keep the drop-in behaviour.
-        return gumbel_softmax(logits.view(1), tau_arg, hard, dim=dim, generator=generator).view(())
+        return gumbel_softmax(
+            logits.view(1), tau_arg, hard, dim=dim, generator=generator, estimator=estimator, rao_samples=rao_samples
+        ).view(())
     dim = canonical_dim(_FN, dim, logits.dim())
     if logits.numel() == 0:
         y = logits.clone()  # a clone, not empty_like: it keeps the autograd graph
     else:
-        y = ops.gumbel_softmax(logits, draw_seed(logits.device, generator), tau, bool(hard), dim)
+        seed = draw_seed(logits.device, generator)
+        y = ops.gumbel_softmax(logits, seed, tau, bool(hard), dim, estimator, rao_samples)
     if isinstance(tau_arg, torch.Tensor) and tau_arg.dim() > logits.dim():
         return y.view((1,) * (tau_arg.dim() - logits.dim()) + tuple(logits.shape))  # torch broadcasts
     return y

@@ -140,7 +140,11 @@ class KernelOp:
             return kernel(*args)
         outer, inner = math.prod(shape[:dim]), math.prod(shape[dim + 1 :])
         for index in self._rowwise:
-            args[index] = args[index].reshape(outer, shape[dim], inner)
+            index -= index > self._dim  # its place once dim is gone
+            # An optional rowwise tensor may be None or left out; each keeps its own size on dim (a per-row
+            # tensor has 1 there).
+            if index < len(args) and args[index] is not None:
+                args[index] = args[index].reshape(outer, args[index].shape[dim], inner)
         out = kernel(*args)
         return out.view(*shape[:dim], *out.shape[1:-1], *shape[dim + 1 :])
 
@@ -187,7 +191,8 @@ def define_op(
     ``temperature`` names the 0-dim floating tensor argument that the C++ entry point takes as a double
     (a Python float is accepted in its place). ``rowwise`` names the tensor arguments that the op takes
     in the caller's shape, with the categories on the schema's ``dim`` argument: the kernels see their
-    ``(outer, K, inner)`` views, and the op's output is the kernels' viewed back. Doing this inside the op
+    ``(outer, K, inner)`` views (``(outer, 1, inner)`` for a per-row tensor, which has 1 on ``dim``; an
+    optional one may be None), and the op's output is the kernels' viewed back. Doing this inside the op
     rather than around it keeps two view nodes per direction out of the autograd graph.
     """
     op = KernelOp(schema, reference, cpp=cpp, triton=triton, temperature=temperature, rowwise=rowwise)

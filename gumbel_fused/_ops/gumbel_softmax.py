@@ -13,12 +13,21 @@ Derivatives, with z = (x + g) / tau, y = softmax(z) over dim 1 and J = (diag(y) 
 * JVP in x: J dx, the same formula (J is symmetric): the backward op again, fed the tangent.
 * tau: dz/dtau = -z / tau, and since z = log y + logsumexp(z) and sum(J-rows) = 0, the logsumexp drops
   out: dy/dtau = -(y log y - y * sum(y log y)) / tau. It needs y but not the noise.
+
+``estimator`` (a name in ``reference.estimators.ESTIMATORS``) and ``rao_samples`` pick hard mode's gradient in
+x: "st" is the straight-through gradient above; the others (ReinMax, Gumbel-Rao, GST, plain ST) replace J by
+their own matrix, the backward op computing its product with the gradient. Each of those matrices is
+symmetric (a sum of softmax Jacobians diag(p) - p p^T, ReinMax's too), so their JVP is the backward op fed
+the tangent, as for J. They define no derivative in tau. The forward kernels only check the two arguments.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from ..reference.estimators import estimator_grad_ref
 from ..reference.gumbel_softmax import gumbel_softmax_bwd_ref, gumbel_softmax_fwd_ref
 from ..reference.rng import math_dtype
 from ._autograd import differentiable
@@ -26,7 +35,8 @@ from ._dispatch import LIBRARY, define_op
 
 # Forward: sample softmax((logits + g) / tau) over dim 1 (the exact one-hot of its argmax when hard).
 gumbel_softmax_fwd = define_op(
-    "gumbel_softmax_fwd(Tensor logits, Tensor seed, Tensor tau, bool hard, int dim=1) -> Tensor",
+    "gumbel_softmax_fwd(Tensor logits, Tensor seed, Tensor tau, bool hard, int dim=1, str estimator=\"st\", "
+    "int rao_samples=10) -> Tensor",
     gumbel_softmax_fwd_ref,
     cpp="fwd",
     triton="gumbel_softmax.gumbel_softmax_fwd",
@@ -34,24 +44,25 @@ gumbel_softmax_fwd = define_op(
     rowwise=("logits",),
 )
 # Backward: y * (grad - sum(grad * y)) / tau over dim 1, with y = saved, or regenerated from
-# saved = the logits when recompute.
+# saved = the logits when recompute; or another estimator's gradient of the hard sample.
 gumbel_softmax_bwd = define_op(
-    "gumbel_softmax_bwd(Tensor grad, Tensor saved, Tensor seed, Tensor tau, bool recompute, int dim=1) -> Tensor",
+    "gumbel_softmax_bwd(Tensor grad, Tensor saved, Tensor seed, Tensor tau, bool recompute, int dim=1, "
+    "str estimator=\"st\", int rao_samples=10, Tensor? sample=None) -> Tensor",
     gumbel_softmax_bwd_ref,
     cpp="bwd",
     triton="gumbel_softmax.gumbel_softmax_bwd",
     temperature="tau",
-    rowwise=("grad", "saved"),
+    rowwise=("grad", "saved", "sample"),
 )
 
 
 @torch.library.register_fake("gumbel_fused::gumbel_softmax_fwd", lib=LIBRARY)
-def _(logits, seed, tau, hard, dim=1):
+def _(logits, seed, tau, hard, dim=1, estimator="st", rao_samples=10):
     return logits.new_empty(logits.shape)
 
 
 @torch.library.register_fake("gumbel_fused::gumbel_softmax_bwd", lib=LIBRARY)
-def _(grad, saved, seed, tau, recompute, dim=1):
+def _(grad, saved, seed, tau, recompute, dim=1, estimator="st", rao_samples=10, sample=None):
     return saved.new_empty(saved.shape)
 
 
@@ -71,6 +82,22 @@ def _softmax_vjp(grad: torch.Tensor, saved: torch.Tensor, seed: torch.Tensor, ta
     return (y * (grad - (grad * y).sum(dim, keepdim=True)) / tau).to(saved.dtype)
 
 
+def _estimator_vjp(grad: torch.Tensor, logits: torch.Tensor, sample: torch.Tensor, seed: torch.Tensor, tau,
+                   dim: int, estimator: str, rao_samples: int) -> torch.Tensor:
+    """The gradient in x of ``estimator`` (not "st") for the hard sample of category ``sample``: the backward
+    op, or, when the result must itself be differentiable, the reference's formula in differentiable torch ops
+    on the ``(outer, K, inner)`` view (the sample a constant there)."""
+    if not (torch.is_grad_enabled() and torch._C._any_requires_grad(grad, logits, tau)):
+        return gumbel_softmax_bwd(grad, logits, seed, tau, True, dim, estimator, rao_samples, sample)
+    shape = logits.shape
+    outer, inner = math.prod(shape[:dim]), math.prod(shape[dim + 1 :])
+    view = (outer, shape[dim], inner)
+    dx = estimator_grad_ref(
+        grad.reshape(view), logits.reshape(view), sample.reshape(outer, 1, inner), seed, tau, estimator, rao_samples
+    )
+    return dx.to(logits.dtype).reshape(shape)
+
+
 def _temperature_sensitivity(y: torch.Tensor, dim: int) -> torch.Tensor:
     """-tau * dy/dtau = y log y - y * sum(y log y) over ``dim``, in the math dtype (0 log 0 = 0)."""
     y = y.to(math_dtype(y.dtype))
@@ -78,50 +105,80 @@ def _temperature_sensitivity(y: torch.Tensor, dim: int) -> torch.Tensor:
     return y_log_y - y * y_log_y.sum(dim, keepdim=True)
 
 
+_ESTIMATOR_DEFAULTS = ("st", 10)  # the schema's estimator and rao_samples
+
+
 class GumbelSoftmaxRules:
-    """Autograd of ``gumbel_softmax_fwd(logits, seed, tau, hard, dim)``: gradients for logits and a tensor tau."""
+    """Autograd of ``gumbel_softmax_fwd(logits, seed, tau, hard, dim, estimator, rao_samples)``: gradients for
+    logits and a tensor tau."""
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        logits, seed, tau, hard, dim = inputs
+        logits, seed, tau, hard, dim = inputs[:5]
+        # A direct call may leave the trailing arguments to their defaults (the dispatcher fills them in).
+        ctx.estimator, ctx.rao_samples = (*inputs[5:], *_ESTIMATOR_DEFAULTS[len(inputs) - 5 :])
         # Soft mode: y is the output, so keep it. Hard mode: the output is a one-hot, and keeping y too
-        # would be a second full-size tensor; regenerate y from (logits, seed) when needed instead.
+        # would be a second full-size tensor; regenerate y (or what the estimator needs: softmaxes of the
+        # logits, its own noise) from (logits, seed) when needed instead. An estimator other than "st" also
+        # keeps the sampled category, a per-row int64 (1 on dim): its backward then need not draw the
+        # sample's noise again, and uses exactly the forward's category.
         ctx.hard, ctx.dim = hard, dim
         ctx.float_tau = None if isinstance(tau, torch.Tensor) else tau
-        tensors = (logits if hard else output, seed) + (() if ctx.float_tau is not None else (tau,))
+        sample = (output.argmax(dim, keepdim=True),) if ctx.estimator != "st" else ()
+        tensors = (logits if hard else output, seed, *sample) + (() if ctx.float_tau is not None else (tau,))
         ctx.save_for_backward(*tensors)
         ctx.save_for_forward(*tensors)
 
     @staticmethod
     def _unpack(ctx):
+        """(saved, seed, tau), keeping the sample (estimators but "st") in ``ctx.sample``."""
+        tensors = ctx.saved_tensors
+        if ctx.estimator != "st":
+            ctx.sample, tensors = tensors[2], tensors[:2] + tensors[3:]
         if ctx.float_tau is None:
-            return ctx.saved_tensors
-        return (*ctx.saved_tensors, ctx.float_tau)
+            return tensors
+        return (*tensors, ctx.float_tau)
+
+    @staticmethod
+    def _vjp_in_logits(ctx, grad, saved, seed, tau):
+        if ctx.estimator == "st":
+            return _softmax_vjp(grad, saved, seed, tau, ctx.hard, ctx.dim)
+        return _estimator_vjp(grad, saved, ctx.sample, seed, tau, ctx.dim, ctx.estimator, ctx.rao_samples)
+
+    @staticmethod
+    def _check_temperature_derivative(ctx):
+        if ctx.estimator != "st":
+            raise NotImplementedError(
+                f"gumbel_softmax: estimator={ctx.estimator!r} defines no derivative in tau (only 'st' does, the soft "
+                "sample's); pass tau as a number or a tensor that does not require grad"
+            )
 
     @staticmethod
     def backward(ctx, grad):
         saved, seed, tau = GumbelSoftmaxRules._unpack(ctx)
         d_logits = d_tau = None
         if ctx.needs_input_grad[0]:
-            d_logits = _softmax_vjp(grad, saved, seed, tau, ctx.hard, ctx.dim)
+            d_logits = GumbelSoftmaxRules._vjp_in_logits(ctx, grad, saved, seed, tau)
         if ctx.needs_input_grad[2]:
+            GumbelSoftmaxRules._check_temperature_derivative(ctx)
             sensitivity = _temperature_sensitivity(_soft_sample(saved, seed, tau, ctx.hard, ctx.dim), ctx.dim)
             d_tau = -(grad.to(sensitivity.dtype) * sensitivity).sum() / tau
             d_tau = d_tau.to(tau.device, tau.dtype).reshape(tau.shape)
-        return d_logits, None, d_tau, None, None
+        return d_logits, None, d_tau, None, None, None, None
 
     @staticmethod
-    def jvp(ctx, d_logits, _d_seed, d_tau, _d_hard, _d_dim):
+    def jvp(ctx, d_logits, _d_seed, d_tau, _d_hard, _d_dim, _d_estimator=None, _d_rao_samples=None):
         saved, seed, tau = GumbelSoftmaxRules._unpack(ctx)
         tangent = None
         if d_logits is not None:
-            tangent = _softmax_vjp(d_logits, saved, seed, tau, ctx.hard, ctx.dim)
+            tangent = GumbelSoftmaxRules._vjp_in_logits(ctx, d_logits, saved, seed, tau)  # symmetric: JVP = VJP
         if d_tau is not None:
+            GumbelSoftmaxRules._check_temperature_derivative(ctx)
             sensitivity = _temperature_sensitivity(_soft_sample(saved, seed, tau, ctx.hard, ctx.dim), ctx.dim)
             from_tau = (-sensitivity * (d_tau.reshape(()) / tau)).to(saved.dtype)
             tangent = from_tau if tangent is None else tangent + from_tau
         return tangent
 
 
-# The differentiable forward: gumbel_softmax(logits, seed, tau, hard, dim).
+# The differentiable forward: gumbel_softmax(logits, seed, tau, hard, dim, estimator, rao_samples).
 gumbel_softmax = differentiable(gumbel_softmax_fwd, GumbelSoftmaxRules)

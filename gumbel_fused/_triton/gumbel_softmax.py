@@ -18,11 +18,15 @@ launch configuration: ``tiles.py``; noise: ``rng.py``.
 
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 
-from .rng import gumbel_noise
-from .tiles import launch_rowwise, load_tile, store_tile
+from ..reference.estimators import check_sample, estimator_index
+from ..reference.rng import math_dtype
+from .estimators import GUMBEL_RAO, ST, estimator_grad, estimator_tiling
+from .rng import gumbel_noise, logit_shift
+from .tiles import launch_config, launch_rowwise, load_tile, store_tile
 
 
 @triton.jit
@@ -36,14 +40,6 @@ def _logits_tile(
         x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
         MATH_DTYPE, BLOCK_K,
     )
-
-
-@triton.jit
-def _logit_shift(x_max):
-    """What a row's logits are shifted by: their max, or 0 where it is not finite (NaN, +-inf), as
-    ``reference.row_shift``; such rows are NaN anyway."""
-    finite = (x_max == x_max) & (x_max != float("inf")) & (x_max != float("-inf"))
-    return tl.where(finite, x_max, 0.0)
 
 
 @triton.jit
@@ -77,7 +73,7 @@ def _whole_row_perturbed_logits(
     x = _logits_tile(
         x_ptr, rows, 0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_K,
     )
-    return _perturb(x, _logit_shift(tl.max(x, axis=1)), seed, tau, rows, 0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
+    return _perturb(x, logit_shift(tl.max(x, axis=1)), seed, tau, rows, 0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
 
 
 @triton.jit
@@ -123,7 +119,7 @@ def _row_stats(
             x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_K,
         )
         x_max = tl.maximum(x_max, tl.max(x, axis=1))
-        new_shift = _logit_shift(x_max)
+        new_shift = logit_shift(x_max)
         row_max -= (new_shift - shift) / tau  # -inf stays -inf: a finite shift never grows by inf
         shift = new_shift
         z = _perturb(x, shift, seed, tau, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
@@ -246,7 +242,12 @@ def _gumbel_softmax_bwd_kernel(
     n_rows, n_cols, inner,
     stride_dy_outer, stride_dy_col, stride_dy_inner,
     stride_saved_outer, stride_saved_col, stride_saved_inner,
+    sample_ptr,  # the forward's category a row, int64 (outer, 1, inner) (estimators but ST; else None)
+    stride_sample_outer, stride_sample_inner,
+    rao_samples,  # conditional draws of the GUMBEL_RAO estimator
     RECOMPUTE: tl.constexpr,  # hard mode: regenerate y from the logits instead of reading it
+    ESTIMATOR: tl.constexpr,  # the hard sample's gradient: ST, or one of estimators.py (RECOMPUTE only)
+    RAO_BLOCK: tl.constexpr,  # a power of 2 >= rao_samples (GUMBEL_RAO), else 1
     SINGLE_PASS: tl.constexpr,
     MATH_DTYPE: tl.constexpr,
     BLOCK_R: tl.constexpr,
@@ -260,7 +261,13 @@ def _gumbel_softmax_bwd_kernel(
     seed = tl.load(seed_ptr)
     tau = tl.load(tau_ptr).to(MATH_DTYPE)
     n_groups = (n_cols + 3) // 4
-    if SINGLE_PASS:
+    if ESTIMATOR != ST:
+        estimator_grad(
+            dy_ptr, saved_ptr, sample_ptr, dx_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
+            stride_dy_outer, stride_dy_col, stride_dy_inner, stride_saved_outer, stride_saved_col, stride_saved_inner,
+            stride_sample_outer, stride_sample_inner, rao_samples, ESTIMATOR, RAO_BLOCK, MATH_DTYPE, BLOCK_R, BLOCK_K,
+        )
+    elif SINGLE_PASS:
         if RECOMPUTE:
             z = _whole_row_perturbed_logits(
                 saved_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
@@ -308,13 +315,30 @@ def _gumbel_softmax_bwd_kernel(
                     store_tile(dx_ptr, y * (dy - dot[:, None]) / tau, rows, col0, n_rows, n_cols, inner, BLOCK_K)
 
 
-def gumbel_softmax_fwd(logits, seed, tau, hard: bool):
-    """Launch the forward kernel on ``(outer, K, inner)`` logits; returns a contiguous sample."""
+def gumbel_softmax_fwd(logits, seed, tau, hard: bool, estimator: str = "st", rao_samples: int = 10):
+    """Launch the forward kernel on ``(outer, K, inner)`` logits; returns a contiguous sample. The sample does
+    not depend on ``estimator``, which is only checked."""
+    estimator_index(estimator, hard, rao_samples, fn="gumbel_fused::gumbel_softmax_fwd")
     return launch_rowwise(_gumbel_softmax_fwd_kernel, (logits,), seed, tau, HARD=hard)
 
 
-def gumbel_softmax_bwd(grad, saved, seed, tau, recompute: bool):
-    """Launch the backward kernel; ``saved`` is the logits if ``recompute`` else the soft sample."""
-    return launch_rowwise(_gumbel_softmax_bwd_kernel, (grad, saved), seed, tau, RECOMPUTE=recompute)
+def gumbel_softmax_bwd(
+    grad, saved, seed, tau, recompute: bool, estimator: str = "st", rao_samples: int = 10, sample=None
+):
+    """Launch the backward kernel; ``saved`` is the logits if ``recompute`` else the soft sample. Estimators
+    other than "st" take ``sample``, the forward's category a row (int64 ``(outer, 1, inner)``)."""
+    fn = "gumbel_fused::gumbel_softmax_bwd"
+    code = estimator_index(estimator, recompute, rao_samples, fn)
+    check_sample(fn, estimator, sample)
+    rao_block = triton.next_power_of_2(rao_samples) if code == GUMBEL_RAO else 1
+    outer, n_cols, inner = saved.shape
+    fp64 = math_dtype(saved.dtype) == torch.float64
+    config = launch_config(outer * inner, n_cols, inner, fp64, **estimator_tiling(code, rao_block))
+    sample_strides = (sample.stride(0), sample.stride(2)) if sample is not None else (0, 0)
+    return launch_rowwise(
+        _gumbel_softmax_bwd_kernel, (grad, saved), seed, tau, config=config,
+        sample_ptr=sample, stride_sample_outer=sample_strides[0], stride_sample_inner=sample_strides[1],
+        rao_samples=rao_samples, RECOMPUTE=recompute, ESTIMATOR=code, RAO_BLOCK=rao_block,
+    )
 
 

@@ -7,22 +7,32 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
-from triton.language.random import randint4x, uint_to_uniform_float
+from triton.language.random import philox, uint_to_uniform_float
 
 # The smallest nonzero contract uniform (2**-31 after rounding): u = 0 maps here, so g stays finite (<= 21.49).
 MIN_UNIFORM = tl.constexpr(4.6566127342e-10)
 
 
 @triton.jit
-def contract_uniforms(seed, rows, col0, n_groups, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+def contract_words(seed, counter, stream):
+    """The four Philox words of int64 ``counter`` on ``stream`` (0 <= stream < 2**32): key = the seed, counter
+    words = (n lo, n hi, stream, 0). Stream 0 is exactly ``tl.randint4x(seed, counter)``, the sample's noise."""
+    lo = counter.to(tl.uint32)
+    hi = (counter >> 32).to(tl.uint32)
+    zero = lo * 0
+    return philox(seed, lo, hi, (zero + stream).to(tl.uint32), zero)  # an int64 stream argument truncates
+
+
+@triton.jit
+def contract_uniforms(seed, rows, col0, n_groups, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, stream=0):
     """Uniforms of the RNG contract for columns [col0, col0 + BLOCK_K) of ``rows``: [BLOCK_R, BLOCK_K] fp32.
 
-    Element (r, c) takes word c % 4 of ``randint4x(seed, r * n_groups + c // 4)``: one Philox call
-    yields the words of four neighbouring columns, which are interleaved back into column order.
+    Element (r, c) takes word c % 4 of the Philox counter ``r * n_groups + c // 4`` on ``stream``: one Philox
+    call yields the words of four neighbouring columns, which are interleaved back into column order.
     """
     groups = col0 // 4 + tl.arange(0, BLOCK_K // 4)
     counter = rows[:, None] * n_groups + groups[None, :]  # int64: rows are int64
-    w0, w1, w2, w3 = randint4x(seed, counter)
+    w0, w1, w2, w3 = contract_words(seed, counter, stream)
     # join(join(w0, w2), join(w1, w3)) has shape [R, G, 2, 2] with [.., j, i] = w[2j + i].
     words = tl.join(tl.join(w0, w2), tl.join(w1, w3)).reshape(BLOCK_R, BLOCK_K)
     return uint_to_uniform_float(words)
@@ -53,3 +63,31 @@ def gumbel_from_uniform(u, MATH_DTYPE: tl.constexpr):
 def gumbel_noise(seed, rows, col0, n_groups, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
     """Gumbel(0, 1) noise of the contract for a ``[BLOCK_R, BLOCK_K]`` tile, in MATH_DTYPE."""
     return gumbel_from_uniform(contract_uniforms(seed, rows, col0, n_groups, BLOCK_R, BLOCK_K), MATH_DTYPE)
+
+
+@triton.jit
+def exponential_noise(
+    seed, rows, col0, n_groups, stream, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr
+):
+    """Exp(1) noise E = -log1p(-u) of ``stream`` for a ``[BLOCK_R, BLOCK_K]`` tile, in MATH_DTYPE (u = 0 counts
+    as the smallest uniform): the noise a gradient estimator draws of its own (docs/DESIGN.md section 3)."""
+    u = contract_uniforms(seed, rows, col0, n_groups, BLOCK_R, BLOCK_K, stream)
+    return exponential_from_uniform(tl.maximum(u, MIN_UNIFORM).to(MATH_DTYPE))
+
+
+@triton.jit
+def exponential_at(seed, rows, cols, n_groups, stream, MATH_DTYPE: tl.constexpr):
+    """``exponential_noise`` at one column ``cols[i]`` of each row ``rows[i]``: a ``[BLOCK_R]`` vector."""
+    w0, w1, w2, w3 = contract_words(seed, rows * n_groups + cols // 4, stream)
+    lane = cols % 4
+    word = tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
+    return exponential_from_uniform(tl.maximum(uint_to_uniform_float(word), MIN_UNIFORM).to(MATH_DTYPE))
+
+
+@triton.jit
+def logit_shift(x_max):
+    """What a row's logits are shifted by before the noise is added: their max, or 0 where it is not finite
+    (NaN, +-inf), as ``reference.row_shift``; such rows are NaN anyway."""
+    finite = (x_max == x_max) & (x_max != float("inf")) & (x_max != float("-inf"))
+    return tl.where(finite, x_max, 0.0)
+

@@ -50,25 +50,37 @@ def store_tile(ptr, values, rows, col0, n_rows, n_cols, inner, BLOCK_K: tl.const
     tl.store(ptr + offsets, values.to(ptr.dtype.element_ty), mask=mask)
 
 
-def launch_config(n_rows: int, n_cols: int, inner: int, fp64: bool = False) -> dict:
+def launch_config(
+    n_rows: int,
+    n_cols: int,
+    inner: int,
+    fp64: bool = False,
+    *,
+    tile_elements: int | None = None,
+    max_block_r: int | None = None,
+) -> dict:
     """Block sizes for a problem: whole rows in registers when they fit, else chunks of K.
 
     With ``inner > 1`` consecutive rows are adjacent in memory, so the tile is made tall (at least
     32 rows, 128 bytes of fp32) for coalesced loads, and K is chunked to keep the tile small. fp64 math
-    takes two registers a value, so its tiles are half as large.
+    takes two registers a value, so its tiles are half as large. A kernel that keeps more alive per element
+    asks for smaller tiles (``tile_elements``, which also caps the row length held whole) or fewer rows
+    (``max_block_r``).
     """
     shrink = 2 if fp64 else 1
-    tile_elements = TILE_ELEMENTS // shrink
+    max_single_block = MAX_SINGLE_BLOCK if tile_elements is None else tile_elements
+    tile_elements = (TILE_ELEMENTS if tile_elements is None else tile_elements) // shrink
     full_k = max(4, triton.next_power_of_2(n_cols))
     if inner == 1:
-        block_k = full_k if full_k <= MAX_SINGLE_BLOCK // shrink else MULTI_BLOCK_K // shrink
+        max_block = max_single_block // shrink
+        block_k = full_k if full_k <= max_block else min(MULTI_BLOCK_K // shrink, max_block)
         block_r = tile_elements // block_k
     else:
         # At most 64 categories wide: 32 x 64 when K is long (the backward's recomputing pass
         # spills at 32 x 128), as many rows as fit otherwise.
         block_k = min(full_k, 64)
         block_r = 32 if block_k == 64 else tile_elements // block_k
-    block_r = max(1, min(block_r, triton.next_power_of_2(n_rows)))
+    block_r = max(1, min(block_r, triton.next_power_of_2(n_rows), max_block_r or block_r))
     # About 8 values a thread for 4K-element tiles: the Philox words and int64 counters make each element
     # costly in registers (at 4 warps, 32 a thread, the multi-pass kernels spilled). The 16K single block
     # is capped at 16 warps, so 32 values a thread: ptxas fits that one without spilling. Both measured for

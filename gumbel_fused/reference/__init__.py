@@ -3,6 +3,7 @@
 It is deliberately plain, one module per op plus the RNG contract (``rng``); speed is the kernels' job.
 """
 
+from .estimators import ESTIMATORS, estimator_grad_ref, estimator_index
 from .gumbel_max import NO_DRAW, gumbel_max_ref, sampling_scores_ref
 from .gumbel_softmax import (
     gumbel_softmax_bwd_ref,
@@ -16,6 +17,7 @@ from .gumbel_topk import gumbel_topk_ref
 from .rng import (
     GUMBEL_CAP,
     UNIFORM_SCALE,
+    exponential_from_uniform_ref,
     gumbel_from_uniform_ref,
     math_dtype,
     philox4x32_ref,
@@ -25,9 +27,13 @@ from .rng import (
 )
 
 __all__ = [
+    "ESTIMATORS",
     "GUMBEL_CAP",
     "NO_DRAW",
     "UNIFORM_SCALE",
+    "estimator_grad_ref",
+    "estimator_index",
+    "exponential_from_uniform_ref",
     "gumbel_from_uniform_ref",
     "gumbel_max_ref",
     "gumbel_softmax_bwd_ref",

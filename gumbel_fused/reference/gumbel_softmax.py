@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .estimators import check_sample, estimator_grad_ref, estimator_index
 from .rng import gumbel_from_uniform_ref, math_dtype, uniform_ref
 
 
@@ -53,9 +54,19 @@ def one_hot_argmax(z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def gumbel_softmax_fwd_ref(
-    logits: torch.Tensor, seed: torch.Tensor, tau: torch.Tensor | float, hard: bool
+    logits: torch.Tensor,
+    seed: torch.Tensor,
+    tau: torch.Tensor | float,
+    hard: bool,
+    estimator: str = "st",
+    rao_samples: int = 10,
 ) -> torch.Tensor:
-    """Forward of the op on ``(outer, K, inner)`` logits; returns a contiguous tensor of the same dtype."""
+    """Forward of the op on ``(outer, K, inner)`` logits; returns a contiguous tensor of the same dtype.
+
+    The sample does not depend on ``estimator`` and ``rao_samples``, which pick the backward: they are only
+    checked, so that the op refuses an invalid combination whoever calls it.
+    """
+    estimator_index(estimator, hard, rao_samples, fn="gumbel_fused::gumbel_softmax_fwd")
     z = perturbed_logits_ref(logits, seed, tau)
     if hard:
         return one_hot_argmax(z, logits.dtype)
@@ -63,13 +74,27 @@ def gumbel_softmax_fwd_ref(
 
 
 def gumbel_softmax_bwd_ref(
-    grad: torch.Tensor, saved: torch.Tensor, seed: torch.Tensor, tau: torch.Tensor | float, recompute: bool
+    grad: torch.Tensor,
+    saved: torch.Tensor,
+    seed: torch.Tensor,
+    tau: torch.Tensor | float,
+    recompute: bool,
+    estimator: str = "st",
+    rao_samples: int = 10,
+    sample: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Backward of the op: ``y * (dy - sum(dy * y)) / tau`` over dim 1.
+    """Backward of the op: ``y * (dy - sum(dy * y)) / tau`` over dim 1 for ``estimator="st"``, else that
+    estimator's gradient of the hard sample (``estimators.py``).
 
     ``saved`` is the logits when ``recompute`` (hard mode: y is regenerated from the seed) and the
-    soft output y otherwise.
+    soft output y otherwise; estimators other than ``"st"`` need the logits and ``sample``, the forward's
+    category, int64 ``(outer, 1, inner)``.
     """
+    fn = "gumbel_fused::gumbel_softmax_bwd"
+    if estimator_index(estimator, recompute, rao_samples, fn):
+        check_sample(fn, estimator, sample)
+        dx = estimator_grad_ref(grad, saved, sample, seed, tau, estimator, rao_samples)
+        return dx.to(saved.dtype).contiguous()
     mdt = math_dtype(saved.dtype)
     y = softmax_ref(perturbed_logits_ref(saved, seed, tau)) if recompute else saved.to(mdt)
     dy = grad.to(mdt)

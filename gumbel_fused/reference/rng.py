@@ -25,8 +25,11 @@ UNIFORM_SCALE = 4.6566127342e-10
 GUMBEL_CAP = 21.48756265673012
 
 
-def _philox4x32_state(seed: torch.Tensor | int, counter: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Philox4x32-10 of every ``counter`` (int64, any shape) as two int64 tensors of shape ``(2, *counter.shape)``:
+def _philox4x32_state(
+    seed: torch.Tensor | int, counter: torch.Tensor, stream: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Philox4x32-10 of every ``counter`` (int64, any shape) on ``stream`` (a 64-bit number in counter words
+    2-3, docs/DESIGN.md section 3) as two int64 tensors of shape ``(2, *counter.shape)``:
     ``multiplied`` holds words (0, 2) and ``carried`` words (1, 3), each in its low 32 bits (higher bits of
     ``carried`` are left over; mask or truncate them).
 
@@ -39,8 +42,8 @@ def _philox4x32_state(seed: torch.Tensor | int, counter: torch.Tensor) -> tuple[
     steps = torch.tensor([[r * _PHILOX_KEY_A, r * _PHILOX_KEY_B] for r in range(_PHILOX_ROUNDS)], device=counter.device)
     keys = (torch.stack((seed, seed >> 32)) + steps).bitwise_and_(_MASK32)
     low, high = counter & _MASK32, (counter >> 32) & _MASK32
-    multiplied = torch.stack((low, torch.zeros_like(low)))  # (c0, c2) = (n lo, 0)
-    carried = torch.stack((high, torch.zeros_like(high)))  # (c1, c3) = (n hi, 0)
+    multiplied = torch.stack((low, torch.full_like(low, stream & _MASK32)))  # (c0, c2) = (n lo, stream lo)
+    carried = torch.stack((high, torch.full_like(high, (stream >> 32) & _MASK32)))  # (c1, c3) = (n hi, stream hi)
     products = torch.empty_like(carried)
     c0, c2 = multiplied.unbind()
     rows = {id(buffer): buffer.unbind() for buffer in (carried, products)}  # the two buffers swap roles
@@ -59,14 +62,15 @@ def _philox4x32_state(seed: torch.Tensor | int, counter: torch.Tensor) -> tuple[
     return multiplied, carried
 
 
-def philox4x32_ref(seed: torch.Tensor | int, counter: torch.Tensor) -> torch.Tensor:
-    """Philox4x32-10 words for a 64-bit ``seed`` and int64 ``counter`` tensor of any shape.
+def philox4x32_ref(seed: torch.Tensor | int, counter: torch.Tensor, stream: int = 0) -> torch.Tensor:
+    """Philox4x32-10 words for a 64-bit ``seed``, an int64 ``counter`` tensor of any shape and a 64-bit ``stream``.
 
-    Key = (seed lo, seed hi), counter = (n lo, n hi, 0, 0): exactly ``tl.randint4x(seed, n)``.
+    Key = (seed lo, seed hi), counter = (n lo, n hi, stream lo, stream hi). Stream 0 is the sample's noise,
+    exactly ``tl.randint4x(seed, n)``; other streams are the noise some gradient estimators draw of their own.
     ``seed`` may be a 0-dim int64 tensor: it is never read on the host, so this stays traceable.
     Returns int64 tensor of shape ``counter.shape + (4,)`` holding the uint32 words.
     """
-    multiplied, carried = _philox4x32_state(seed, counter)
+    multiplied, carried = _philox4x32_state(seed, counter, stream)
     carried = carried & _MASK32
     return torch.stack((multiplied[0], carried[0], multiplied[1], carried[1]), dim=-1)
 
@@ -89,12 +93,12 @@ def _counters(rows: torch.Tensor, n_cols: int) -> torch.Tensor:
     return rows.to(torch.int64)[:, None] * groups + torch.arange(groups, dtype=torch.int64, device=rows.device)
 
 
-def philox_words_ref(seed: torch.Tensor | int, rows: torch.Tensor, n_cols: int) -> torch.Tensor:
+def philox_words_ref(seed: torch.Tensor | int, rows: torch.Tensor, n_cols: int, stream: int = 0) -> torch.Tensor:
     """The contract's word for every element of the given logical ``rows``: shape ``(len(rows), n_cols)``.
 
-    Element (r, c) takes word ``c % 4`` of Philox counter ``n = r * ceil(K / 4) + c // 4``.
+    Element (r, c) takes word ``c % 4`` of Philox counter ``n = r * ceil(K / 4) + c // 4`` of ``stream``.
     """
-    return philox4x32_ref(seed, _counters(rows, n_cols)).flatten(1)[:, :n_cols]
+    return philox4x32_ref(seed, _counters(rows, n_cols), stream).flatten(1)[:, :n_cols]
 
 
 # Counters uniform_ref draws at once: its int64 temporaries are then 1 MiB, and the Python overhead of its
@@ -104,9 +108,14 @@ _CHUNK_COUNTERS = 1 << 16
 
 
 def uniform_ref(
-    seed: torch.Tensor | int, outer: int, n_cols: int, inner: int, device: torch.device | str = "cpu"
+    seed: torch.Tensor | int,
+    outer: int,
+    n_cols: int,
+    inner: int,
+    device: torch.device | str = "cpu",
+    stream: int = 0,
 ) -> torch.Tensor:
-    """Contract uniforms laid out like the ``(outer, K, inner)`` logits (fp32).
+    """Contract uniforms of ``stream`` laid out like the ``(outer, K, inner)`` logits (fp32).
 
     Drawn a chunk of rows at a time, so that the int64 Philox temporaries stay small; the words go
     straight to their uniforms, never through a stacked int64 copy.
@@ -119,7 +128,7 @@ def uniform_ref(
     for first in range(0, n_rows, rows_per_chunk):
         rows = torch.arange(first, min(first + rows_per_chunk, n_rows), dtype=torch.int64, device=device)
         chunk = u[first : first + len(rows)]
-        for i, words in enumerate(_philox4x32_state(seed, _counters(rows, n_cols))):
+        for i, words in enumerate(_philox4x32_state(seed, _counters(rows, n_cols), stream)):
             torch.mul(_uniform_from_low_bits(words).movedim(0, -1), UNIFORM_SCALE, out=chunk[:, :, :, i])
     return u.view(outer, inner, 4 * groups)[:, :, :n_cols].transpose(1, 2)
 
@@ -132,8 +141,13 @@ def gumbel_from_uniform_ref(u: torch.Tensor, dtype: torch.dtype = torch.float32)
     ``-log(-log u)`` stopped at 16.64, where u's spacing near 1 is 2**-24). u = 0 is mapped to the smallest
     positive uniform; the largest, 1 - 2**-24, gives the lower end, g = -log(24 log 2) = -2.81.
     """
-    u = u.clamp_min(UNIFORM_SCALE).to(dtype)
-    return -torch.log(-torch.log1p(-u))
+    return -torch.log(exponential_from_uniform_ref(u, dtype))
+
+
+def exponential_from_uniform_ref(u: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Exp(1) noise of contract v2, ``E = -log1p(-u)`` in [4.66e-10, 16.64]: the E of ``g = -log(E)``, u = 0
+    mapped to the smallest positive uniform. Gradient estimators that draw noise of their own use it."""
+    return -torch.log1p(-u.clamp_min(UNIFORM_SCALE).to(dtype))
 
 
 def math_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..reference.estimators import ESTIMATORS
 from .model import IMPLEMENTATIONS
 
 PROG = "gumbel-vae"
@@ -80,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="fused",
         help="Gumbel-softmax: this library's fused op, torch's eager one, or torch.compile of it",
     )
+    train.add_argument(
+        "--estimator",
+        choices=ESTIMATORS,
+        default="st",
+        help="gradient of the hard sample (--impl fused; all but st need --hard): straight-through "
+        "Gumbel-softmax, ReinMax, Gumbel-Rao, gapped straight-through or plain straight-through",
+    )
+    train.add_argument(
+        "--rao-samples", type=positive_int, default=10, help="conditional noise draws of --estimator gumbel_rao"
+    )
     train.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     train.add_argument(
         "--threads",
@@ -134,6 +145,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tau_min > args.tau0:
         parser.error(f"--tau-min {args.tau_min} is above --tau0 {args.tau0}")
+    if args.estimator != "st" and not args.hard:
+        parser.error(f"--estimator {args.estimator} is a gradient of hard samples: add --hard")
+    if args.estimator != "st" and args.impl != "fused":
+        parser.error(f"--estimator {args.estimator} needs --impl fused (torch's Gumbel-softmax has only st)")
     if args.device != "auto":
         try:
             device = torch.device(args.device)

@@ -8,6 +8,7 @@ importance-weighted -log p(x) are bounds for the discrete model.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -22,11 +23,15 @@ GumbelSoftmaxFn = Callable[..., torch.Tensor]
 IMPLEMENTATIONS = ("fused", "eager", "compiled")
 
 
-def resolve_gumbel_softmax(impl: str) -> GumbelSoftmaxFn:
-    """The Gumbel-softmax to train with: ``fused`` (this library), ``eager`` (torch) or ``compiled``
-    (``torch.compile`` of torch's eager function)."""
+def resolve_gumbel_softmax(impl: str, estimator: str = "st", rao_samples: int = 10) -> GumbelSoftmaxFn:
+    """The Gumbel-softmax to train with: ``fused`` (this library, with the hard sample's gradient
+    ``estimator``), ``eager`` (torch) or ``compiled`` (``torch.compile`` of torch's eager function)."""
+    if estimator != "st" and impl != "fused":
+        raise ValueError(f"estimator {estimator!r} needs the fused implementation, not {impl!r}")
     if impl == "fused":
-        return gumbel_softmax
+        if estimator == "st":
+            return gumbel_softmax
+        return functools.partial(gumbel_softmax, estimator=estimator, rao_samples=rao_samples)
     if impl == "eager":
         return F.gumbel_softmax
     if impl == "compiled":

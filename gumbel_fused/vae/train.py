@@ -51,11 +51,15 @@ MUST_MATCH = (
     "anneal_rate",
     "anneal_every",
     "hard",
+    "estimator",
+    "rao_samples",
     "latents",
     "categories",
     "hidden",
     "limit_train",
 )
+# What MUST_MATCH keys added since the first checkpoints meant when they were absent.
+MUST_MATCH_DEFAULTS = {"estimator": "st", "rao_samples": 10}
 # Without a terminal, a progress line this often (seconds): a few per epoch where an epoch is slow, none
 # in a quick run, whose per-epoch summary line is progress enough.
 PROGRESS_SECONDS = 30.0
@@ -179,10 +183,11 @@ def _restore(args, checkpoint, process, model, optimizer, data_generator) -> dic
     """Load a checkpoint's weights, optimizer and this process's RNG streams; return its progress."""
     saved = checkpoint["args"]
     for key in MUST_MATCH:
-        if saved.get(key) != getattr(args, key):
+        written = saved.get(key, MUST_MATCH_DEFAULTS.get(key))
+        if written != getattr(args, key):
             raise UsageError(
                 f"--resume: {args.out / 'checkpoint.pt'} was written with --{key.replace('_', '-')} "
-                f"{saved.get(key)}, not {getattr(args, key)}; use another --out to start afresh"
+                f"{written}, not {getattr(args, key)}; use another --out to start afresh"
             )
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
@@ -243,7 +248,10 @@ def run(args: argparse.Namespace, process: Process) -> None:
 
     torch.manual_seed(args.seed)  # identical initial weights on every rank
     model = CategoricalVAE(
-        args.latents, args.categories, args.hidden, gumbel_softmax=resolve_gumbel_softmax(args.impl)
+        args.latents,
+        args.categories,
+        args.hidden,
+        gumbel_softmax=resolve_gumbel_softmax(args.impl, args.estimator, args.rao_samples),
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     # Each rank draws its own Gumbel noise and binarization; the data order comes from data_generator

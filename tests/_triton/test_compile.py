@@ -1,8 +1,9 @@
 """Compile the gumbel_softmax Triton kernels for a real GPU (sm_90) without one (see sm90.py): CI has no GPU,
 and the interpreter accepts code that the compiler rejects, so this catches what it misses.
 
-Each launch branch is compiled with the exact configuration ``launch_config`` picks, and no kernel may spill
-registers.
+Each launch branch is compiled with the exact configuration its launcher picks, and no kernel may spill
+registers: the forward, the backward of both modes, and the backward of every gradient estimator (Gumbel-Rao
+with rao_samples = 10, its default).
 """
 
 from __future__ import annotations
@@ -23,21 +24,27 @@ CASES = [
     (100, 200, 1, "fp64"),  # fp64 math
 ]
 
-# Compiles both kernels in both modes for one case (outer, K, inner, dtype).
+# Compiles both kernels in both modes, and the backward of every estimator, for one case (outer, K, inner, dtype).
 _SCRIPT = """
 from gumbel_fused._triton import gumbel_softmax as T, tiles
 
 outer, n_cols, inner, dtype = json.loads(sys.argv[1])
-config = tiles.launch_config(outer * inner, n_cols, inner, fp64=dtype == 'fp64')
-num_warps = config.pop("num_warps")
+RAO_BLOCK = 16  # rao_samples = 10
+VARIANTS = [(T._gumbel_softmax_fwd_kernel, 2, dict(HARD=hard)) for hard in (False, True)]
+for estimator in range(5):
+    for recompute in (False, True) if estimator == T.ST else (True,):
+        rao_block = RAO_BLOCK if estimator == T.GUMBEL_RAO else 1
+        flags = dict(RECOMPUTE=recompute, ESTIMATOR=estimator, RAO_BLOCK=rao_block)
+        VARIANTS.append((T._gumbel_softmax_bwd_kernel, 3, flags))
 results = {}
-KERNELS = ((T._gumbel_softmax_fwd_kernel, 2, "HARD"), (T._gumbel_softmax_bwd_kernel, 3, "RECOMPUTE"))
-for kernel, n_tensors, flag in KERNELS:
-    for value in (False, True):
-        pointers = {name: "*" + dtype for name in kernel.arg_names[:n_tensors]}
-        pointers.update(seed_ptr="*i64", tau_ptr="*fp64")
-        constexprs = dict(config, MATH_DTYPE=MATH[dtype], **{flag: value})
-        results[f"{kernel.__name__}[{flag}={value}]"] = stack_bytes(kernel, pointers, constexprs, num_warps)
+for kernel, n_tensors, flags in VARIANTS:
+    tiling = T.estimator_tiling(flags.get("ESTIMATOR", 0), flags.get("RAO_BLOCK", 1))  # as the launcher does
+    config = tiles.launch_config(outer * inner, n_cols, inner, fp64=dtype == 'fp64', **tiling)
+    num_warps = config.pop("num_warps")
+    pointers = {name: "*" + dtype for name in kernel.arg_names[:n_tensors]}
+    pointers.update(seed_ptr="*i64", tau_ptr="*fp64")
+    constexprs = dict(config, MATH_DTYPE=MATH[dtype], **flags)
+    results[f"{kernel.__name__}{flags}"] = stack_bytes(kernel, pointers, constexprs, num_warps)
 print(json.dumps(results))
 """
 

@@ -27,11 +27,26 @@ def test_philox_matches_random123_known_answer():
     assert [hex(w) for w in words.tolist()] == ["0x6627e8d5", "0xe169c58d", "0xbc57ac4c", "0x9b00dbd8"]
 
 
-def _philox_with_python_ints(seed: int, counter: int) -> list[int]:
+def test_philox_streams_match_random123_known_answers():
+    # Random123's kat_vectors for philox4x32_10 with every counter and key word set: counter words 2-3 hold the
+    # stream (docs/DESIGN.md section 3), 0 in the golden file, 1 + r for Gumbel-Rao's repeat r.
+    cases = [  # (key, counter words 0-1, counter words 2-3, the four words), each as a 64-bit number
+        (0x299F31D0A4093822, 0x85A308D3243F6A88, 0x0370734413198A2E, [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+        (2**64 - 1, 2**64 - 1, 2**64 - 1, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
+    ]
+    def as_int64(value):
+        return value - 2**64 if value >= 2**63 else value
+
+    for key, counter, stream, want in cases:
+        words = philox4x32_ref(as_int64(key), torch.tensor(as_int64(counter)), stream)
+        assert words.tolist() == want == _philox_with_python_ints(key, counter, stream)
+
+
+def _philox_with_python_ints(seed: int, counter: int, stream: int = 0) -> list[int]:
     """Philox4x32-10 in exact integer arithmetic, straight from Random123's definition."""
     mask = 0xFFFFFFFF
     key = [seed & mask, (seed >> 32) & mask]
-    c = [counter & mask, (counter >> 32) & mask, 0, 0]
+    c = [counter & mask, (counter >> 32) & mask, stream & mask, (stream >> 32) & mask]
     for _ in range(10):
         product_a, product_b = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
         c = [(product_b >> 32) ^ c[1] ^ key[0], product_b & mask, (product_a >> 32) ^ c[3] ^ key[1], product_a & mask]
@@ -48,6 +63,16 @@ def test_philox_matches_exact_integer_arithmetic(seed):
     words = philox4x32_ref(seed, torch.tensor(counters, dtype=torch.int64))
     want = [_philox_with_python_ints(seed % 2**64, counter % 2**64) for counter in counters]
     assert words.tolist() == want
+
+
+def test_streams_are_the_contract_layout_on_other_counter_words():
+    # uniform_ref's stream s is philox_words_ref's stream s, element for element; s = 0 is the sample's noise.
+    rows = torch.arange(6)
+    for stream in (0, 1, 12, 2**40 + 3):
+        want = uniform_from_words_ref(philox_words_ref(5, rows, 7, stream)).view(3, 2, 7).transpose(1, 2)
+        assert torch.equal(uniform_ref(5, 3, 7, 2, stream=stream), want)
+    assert torch.equal(uniform_ref(5, 3, 7, 2, stream=0), uniform_ref(5, 3, 7, 2))
+    assert not torch.equal(uniform_ref(5, 3, 7, 2, stream=1), uniform_ref(5, 3, 7, 2))
 
 
 def test_uniform_ref_is_the_same_in_any_chunking(monkeypatch):
