@@ -35,19 +35,23 @@ LIBRARY = torch.library.Library("gumbel_fused", "DEF")
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
-def runs_plain_eager(tensor: torch.Tensor) -> bool:
-    """Whether calling a kernel directly on ``tensor`` is indistinguishable from calling the op.
+def in_plain_eager_context() -> bool:
+    """No torch.compile tracing, ``torch.func`` transform, dispatch or function mode, or JIT trace.
 
     ``is_compiling`` comes first: under Dynamo the rest is never traced (Dynamo folds it to True).
     """
     return not (
         torch.compiler.is_compiling()
-        or type(tensor) not in _PLAIN_TENSOR_TYPES
         or torch._C._are_functorch_transforms_active()
         or torch._C._len_torch_dispatch_stack()
         or torch._C._is_torch_function_mode_enabled()
         or torch._C._get_tracing_state()
     )
+
+
+def runs_plain_eager(tensor: torch.Tensor) -> bool:
+    """Whether calling a kernel directly on ``tensor`` is indistinguishable from calling the op."""
+    return in_plain_eager_context() and type(tensor) in _PLAIN_TENSOR_TYPES
 
 
 def check_temperature_value(fn: str, name: str, value: float, dtype: torch.dtype) -> None:
@@ -105,11 +109,16 @@ class KernelOp:
         LIBRARY.impl(name, lambda *args: self._run(self._cuda_kernel, args), "CUDA")
         self.name = f"gumbel_fused::{name}"
         self.overload = getattr(torch.ops.gumbel_fused, name).default
-        arguments = [a.name for a in self.overload._schema.arguments]
-        self._temperature = (arguments.index(temperature), temperature) if temperature else None
-        self._rowwise = tuple(arguments.index(a) for a in rowwise)
-        self._dim = arguments.index("dim") if rowwise else None
-        self._dim_default = self.overload._schema.arguments[self._dim].default_value if rowwise else None
+        arguments = self.overload._schema.arguments
+        names = [a.name for a in arguments]
+        self._defaults = tuple(a.default_value for a in arguments)
+        self._tensor_arguments = {i for i, a in enumerate(arguments) if isinstance(a.type, torch.TensorType)}
+        self._temperature = (names.index(temperature), temperature) if temperature else None
+        self._rowwise = tuple(names.index(a) for a in rowwise)
+        self._dim = names.index("dim") if rowwise else None
+        # The kernels take the arguments without dim; before it, their positions are the schema's.
+        if rowwise and max(*self._rowwise, self._temperature[0] if temperature else 0) > self._dim:
+            raise ValueError(f"{schema}: 'dim' must follow the rowwise and temperature arguments")
         self._reference = reference
         self._cpp = cpp
         self._triton = triton.rsplit(".", 1)
@@ -117,10 +126,17 @@ class KernelOp:
     def __call__(self, *args):
         if runs_plain_eager(args[0]):
             return self.direct(*args)
-        if self._temperature is not None:
-            index = self._temperature[0]
-            args = (*args[:index], temperature_tensor(args[index], args[0].device), *args[index + 1 :])
-        return self.overload(*args)
+        return self.overload(*self._scalars_as_tensors(args))
+
+    def _scalars_as_tensors(self, args: tuple) -> tuple:
+        """The schema's Tensor arguments given as Python scalars (a float tau, an int seed) as 0-dim tensors."""
+        device = args[0].device
+        return tuple(
+            a if index not in self._tensor_arguments or isinstance(a, torch.Tensor)
+            else temperature_tensor(a, device) if isinstance(a, float)
+            else torch.tensor(a, dtype=torch.int64, device=device)
+            for index, a in enumerate(args)
+        )
 
     def direct(self, *args):
         """The kernel of the first argument's device, called without the dispatcher or autograd."""
@@ -131,16 +147,19 @@ class KernelOp:
     def _run(self, kernel: Callable, args: tuple):
         """``kernel`` on the ``(outer, K, inner)`` views of the rowwise arguments (and without ``dim``), its
         output viewed back: its middle dimensions take the place of ``dim`` in the caller's shape."""
-        if not self._rowwise:
+        if len(args) < len(self._defaults):
+            # Omitted trailing arguments, by a caller or by the dispatcher (it drops those equal to their
+            # defaults before calling a Python kernel).
+            args = args + self._defaults[len(args) :]
+        if self._dim is None:
             return kernel(*args)
-        # The dispatcher drops trailing arguments equal to their defaults before calling a kernel.
-        shape, dim = args[0].shape, args[self._dim] if len(args) > self._dim else self._dim_default
-        args = list(args[: self._dim] + args[self._dim + 1 :])
+        shape, dim = args[0].shape, args[self._dim]
+        args = [*args[: self._dim], *args[self._dim + 1 :]]
         if len(shape) == 3 and dim == 1:
             return kernel(*args)
         outer, inner = math.prod(shape[:dim]), math.prod(shape[dim + 1 :])
         for index in self._rowwise:
-            args[index] = args[index].reshape(outer, shape[dim], inner)
+            args[index] = args[index].reshape(outer, shape[dim], inner)  # ints, not a tuple: 2 us less
         out = kernel(*args)
         return out.view(*shape[:dim], *out.shape[1:-1], *shape[dim + 1 :])
 
@@ -165,8 +184,15 @@ class KernelOp:
     def _cuda_kernel(self, *args):
         module, launcher = self._triton
         if self._temperature is not None:
+            # The Triton kernels take tau by value (no tensor, no launch) or by pointer. By value Triton
+            # passes a float as fp32: exact for fp32 math, not for fp64 logits' fp64 math.
             index = self._temperature[0]
-            args = (*args[:index], temperature_tensor(args[index], args[0].device), *args[index + 1 :])
+            tau = args[index]
+            if isinstance(tau, torch.Tensor) and not tau.is_cuda:
+                tau = float(tau)  # a CPU tensor with CUDA logits, as torch allows: reading it is free
+            if isinstance(tau, float) and args[0].dtype == torch.float64:
+                tau = temperature_tensor(tau, args[0].device)
+            args = (*args[:index], tau, *args[index + 1 :])
         return getattr(importlib.import_module(f"gumbel_fused._triton.{module}"), launcher)(*args)
 
 

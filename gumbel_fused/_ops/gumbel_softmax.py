@@ -21,7 +21,7 @@ import torch
 
 from ..reference.gumbel_softmax import gumbel_softmax_bwd_ref, gumbel_softmax_fwd_ref
 from ..reference.rng import math_dtype
-from ._autograd import differentiable
+from ._autograd import differentiable, save_values, saved_values
 from ._dispatch import LIBRARY, define_op
 
 # Forward: sample softmax((logits + g) / tau) over dim 1 (the exact one-hot of its argmax when hard).
@@ -87,20 +87,11 @@ class GumbelSoftmaxRules:
         # Soft mode: y is the output, so keep it. Hard mode: the output is a one-hot, and keeping y too
         # would be a second full-size tensor; regenerate y from (logits, seed) when needed instead.
         ctx.hard, ctx.dim = hard, dim
-        ctx.float_tau = None if isinstance(tau, torch.Tensor) else tau
-        tensors = (logits if hard else output, seed) + (() if ctx.float_tau is not None else (tau,))
-        ctx.save_for_backward(*tensors)
-        ctx.save_for_forward(*tensors)
-
-    @staticmethod
-    def _unpack(ctx):
-        if ctx.float_tau is None:
-            return ctx.saved_tensors
-        return (*ctx.saved_tensors, ctx.float_tau)
+        save_values(ctx, logits if hard else output, seed, tau)
 
     @staticmethod
     def backward(ctx, grad):
-        saved, seed, tau = GumbelSoftmaxRules._unpack(ctx)
+        saved, seed, tau = saved_values(ctx)
         d_logits = d_tau = None
         if ctx.needs_input_grad[0]:
             d_logits = _softmax_vjp(grad, saved, seed, tau, ctx.hard, ctx.dim)
@@ -112,7 +103,7 @@ class GumbelSoftmaxRules:
 
     @staticmethod
     def jvp(ctx, d_logits, _d_seed, d_tau, _d_hard, _d_dim):
-        saved, seed, tau = GumbelSoftmaxRules._unpack(ctx)
+        saved, seed, tau = saved_values(ctx)
         tangent = None
         if d_logits is not None:
             tangent = _softmax_vjp(d_logits, saved, seed, tau, ctx.hard, ctx.dim)

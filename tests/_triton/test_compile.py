@@ -34,10 +34,12 @@ results = {}
 KERNELS = ((T._gumbel_softmax_fwd_kernel, 2, "HARD"), (T._gumbel_softmax_bwd_kernel, 3, "RECOMPUTE"))
 for kernel, n_tensors, flag in KERNELS:
     for value in (False, True):
-        pointers = {name: "*" + dtype for name in kernel.arg_names[:n_tensors]}
-        pointers.update(seed_ptr="*i64", tau_ptr="*fp64")
-        constexprs = dict(config, MATH_DTYPE=MATH[dtype], **{flag: value})
-        results[f"{kernel.__name__}[{flag}={value}]"] = stack_bytes(kernel, pointers, constexprs, num_warps)
+        for form, scalars in argument_forms(dtype, "tau").items():
+            pointers = {name: "*" + dtype for name in kernel.arg_names[:n_tensors]}
+            pointers.update(scalars)
+            constexprs = dict(config, MATH_DTYPE=MATH[dtype], **{flag: value})
+            name = f"{kernel.__name__}[{flag}={value}, {form}]"
+            results[name] = stack_bytes(kernel, pointers, constexprs, num_warps)
 print(json.dumps(results))
 """
 
