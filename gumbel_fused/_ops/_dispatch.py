@@ -105,7 +105,7 @@ class KernelOp:
         name = schema.split("(", 1)[0]
         LIBRARY.define(schema)
         LIBRARY.impl(name, lambda *args: self._run(self._reference, args), "CompositeExplicitAutograd")
-        LIBRARY.impl(name, lambda *args: self._run(self._checked_cpu_kernel, args), "CPU")
+        LIBRARY.impl(name, lambda *args: self._cpu_kernel(args, validate=True), "CPU")
         LIBRARY.impl(name, lambda *args: self._run(self._cuda_kernel, args), "CUDA")
         self.name = f"gumbel_fused::{name}"
         self.overload = getattr(torch.ops.gumbel_fused, name).default
@@ -121,6 +121,7 @@ class KernelOp:
             raise ValueError(f"{schema}: 'dim' must follow the rowwise and temperature arguments")
         self._reference = reference
         self._cpp = cpp
+        self._cpp_entry = None  # the C++ function, once the kernels are loaded
         self._triton = triton.rsplit(".", 1)
 
     def __call__(self, *args):
@@ -141,16 +142,19 @@ class KernelOp:
     def direct(self, *args):
         """The kernel of the first argument's device, called without the dispatcher or autograd."""
         first = args[0]
-        kernel = self._cpu_kernel if first.is_cpu else self._cuda_kernel if first.is_cuda else self._reference
-        return self._run(kernel, args)
+        if first.is_cpu:
+            return self._cpu_kernel(args, validate=False)
+        return self._run(self._cuda_kernel if first.is_cuda else self._reference, args)
+
+    def _complete(self, args: tuple) -> tuple:
+        # Omitted trailing arguments, by a caller or by the dispatcher (it drops those equal to their
+        # defaults before calling a Python kernel), from the schema.
+        return args + self._defaults[len(args) :] if len(args) < len(self._defaults) else args
 
     def _run(self, kernel: Callable, args: tuple):
         """``kernel`` on the ``(outer, K, inner)`` views of the rowwise arguments (and without ``dim``), its
         output viewed back: its middle dimensions take the place of ``dim`` in the caller's shape."""
-        if len(args) < len(self._defaults):
-            # Omitted trailing arguments, by a caller or by the dispatcher (it drops those equal to their
-            # defaults before calling a Python kernel).
-            args = args + self._defaults[len(args) :]
+        args = self._complete(args)
         if self._dim is None:
             return kernel(*args)
         shape, dim = args[0].shape, args[self._dim]
@@ -163,23 +167,25 @@ class KernelOp:
         out = kernel(*args)
         return out.view(*shape[:dim], *out.shape[1:-1], *shape[dim + 1 :])
 
-    def _cpu_kernel(self, *args):
-        kernels = _cpu.load_cpu_kernels()
-        if kernels is None:
-            return self._reference(*args)
-        if self._temperature is not None:
-            # The C++ entry points take the temperature as a C++ double.
-            index = self._temperature[0]
-            args = (*args[:index], float(args[index]), *args[index + 1 :])
-        return getattr(kernels, self._cpp)(*args)
-
-    def _checked_cpu_kernel(self, *args):
-        # The dispatcher's way in (compile, transforms): tau arrives as a tensor whose value nobody has
-        # checked yet (compiled code cannot check it without a guard); on the CPU reading it is free.
+    def _cpu_kernel(self, args: tuple, validate: bool):
+        # The C++ entry points take the schema's arguments, dim included (they make the (outer, K, inner)
+        # views themselves, see csrc/rowwise.h), and the temperature as a C++ double. ``validate``: the
+        # dispatcher's way in (compile, transforms) brings a tau nobody has checked (compiled code cannot
+        # without a guard); on the CPU reading it is free.
+        if self._cpp_entry is None:
+            kernels = _cpu.load_cpu_kernels()
+            if kernels is None:
+                return self._run(self._reference, args)
+            self._cpp_entry = getattr(kernels, self._cpp)
+        args = self._complete(args)
         if self._temperature is not None:
             index, name = self._temperature
-            check_temperature_value(self.name, name, float(args[index]), args[0].dtype)
-        return self._cpu_kernel(*args)
+            if validate or type(args[index]) is not float:
+                value = float(args[index])
+                if validate:
+                    check_temperature_value(self.name, name, value, args[0].dtype)
+                args = (*args[:index], value, *args[index + 1 :])
+        return self._cpp_entry(*args)
 
     def _cuda_kernel(self, *args):
         module, launcher = self._triton
