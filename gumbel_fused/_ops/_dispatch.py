@@ -95,9 +95,10 @@ def temperature_tensor(tau: float | torch.Tensor, device: torch.device) -> torch
 class KernelOp:
     """A ``gumbel_fused`` op: the registered ``torch.library`` op and the direct call of its kernels.
 
-    ``op(*args)`` takes the schema's arguments, except that the temperature may also be a Python float
-    (kept as a float on the direct path, so no tensor is made per call). Attributes: ``name``
-    (``"gumbel_fused::<name>"``) and ``overload`` (the ``OpOverload``, for opcheck and registrations).
+    ``op(*args)`` takes the schema's arguments, except that a 0-dim Tensor argument may be a Python scalar
+    (a float tau, an int seed), which the direct path passes on as it is: no tensor is made per call.
+    Attributes: ``name`` (``"gumbel_fused::<name>"``) and ``overload`` (the ``OpOverload``, for opcheck and
+    registrations).
     """
 
     def __init__(self, schema: str, reference: Callable, *, cpp: str, triton: str, temperature: str | None,
@@ -116,7 +117,7 @@ class KernelOp:
         self._temperature = (names.index(temperature), temperature) if temperature else None
         self._rowwise = tuple(names.index(a) for a in rowwise)
         self._dim = names.index("dim") if rowwise else None
-        # The kernels take the arguments without dim; before it, their positions are the schema's.
+        # The reference and Triton launchers take the arguments without dim: before it, positions match.
         if rowwise and max(*self._rowwise, self._temperature[0] if temperature else 0) > self._dim:
             raise ValueError(f"{schema}: 'dim' must follow the rowwise and temperature arguments")
         self._reference = reference
@@ -215,12 +216,15 @@ def define_op(
 
     ``cpp`` names the C++ entry point that serves CPU tensors, ``triton`` the ``"module.launcher"`` under
     ``gumbel_fused._triton`` that serves CUDA tensors; ``reference`` serves every other device, and CPU
-    when the C++ kernels are unavailable. All three take ``(outer, K, inner)`` tensors, rows over dim 1.
-    ``temperature`` names the 0-dim floating tensor argument that the C++ entry point takes as a double
-    (a Python float is accepted in its place). ``rowwise`` names the tensor arguments that the op takes
-    in the caller's shape, with the categories on the schema's ``dim`` argument: the kernels see their
-    ``(outer, K, inner)`` views, and the op's output is the kernels' viewed back. Doing this inside the op
-    rather than around it keeps two view nodes per direction out of the autograd graph.
+    when the C++ kernels are unavailable. ``temperature`` names the 0-dim floating tensor argument that the
+    C++ entry point takes as a double (a Python float is accepted in its place).
+
+    ``rowwise`` names the tensor arguments that the op takes in the caller's shape, with the categories on
+    the schema's ``dim`` argument (which must follow them). The C++ entry point takes the schema's arguments,
+    ``dim`` included, and views them itself (``csrc/rowwise.h``); the reference and the Triton launcher take
+    ``(outer, K, inner)`` views without ``dim``, made here, and their output is viewed back. Doing this inside
+    the op rather than around it keeps two view nodes per direction out of the autograd graph. Without
+    ``rowwise`` every kernel takes the schema's arguments as they are.
     """
     op = KernelOp(schema, reference, cpp=cpp, triton=triton, temperature=temperature, rowwise=rowwise)
     torch.library.register_vmap(op.name, _per_sample_vmap(op), lib=LIBRARY)

@@ -7,7 +7,7 @@ int64 tensor on the logits' device and ``tau`` a 0-dim floating tensor (a float 
 by torch.compile, so annealing tau would recompile until the recompile limit); on the direct path ``tau`` may be a
 Python float and a CUDA ``seed`` a Python int (``_ops/seed.py``).
 
-Derivatives, with z = (x + g) / tau, y = softmax(z) over dim 1 and J = (diag(y) - y y^T) / tau the
+Derivatives, with z = (x + g) / tau, y = softmax(z) over ``dim`` and J = (diag(y) - y y^T) / tau the
 (symmetric) Jacobian of y in x. Hard mode is straight-through: every derivative is the soft sample's.
 
 * VJP in x: J grad = y * (grad - sum(grad * y)) / tau: the backward op.
