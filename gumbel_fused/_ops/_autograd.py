@@ -24,11 +24,13 @@ from ._dispatch import LIBRARY, KernelOp, runs_plain_eager
 
 
 def save_values(ctx, *values) -> None:
-    """Keep ``values`` for the rules' backward and jvp: tensors through ``save_for_backward`` and
-    ``save_for_forward`` (version checks, saved-tensor hooks), anything else (a float tau, an int seed) as is."""
+    """Keep ``values`` for the rules' backward and jvp: tensors through ``save_for_backward`` (version checks,
+    saved-tensor hooks) and, where a jvp may follow, ``save_for_forward``; anything else (a float tau, an int
+    seed) as is."""
     tensors = [v for v in values if isinstance(v, torch.Tensor)]
     ctx.save_for_backward(*tensors)
-    ctx.save_for_forward(*tensors)
+    if forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active():
+        ctx.save_for_forward(*tensors)
     ctx.saved_values = tuple(None if isinstance(v, torch.Tensor) else v for v in values)
 
 

@@ -2,11 +2,12 @@
 that make :func:`gumbel_softmax` (forward op + backward op) differentiable in every mode.
 
 Both ops take tensors in the caller's shape with the categories on ``dim`` (the kernels see their
-``(outer, K, inner)`` views, see ``_dispatch.define_op``) and return a tensor of that shape. ``seed`` is a
-0-dim int64 tensor on the logits' device; ``tau`` a 0-dim floating tensor (a float graph argument would be specialized by torch.compile,
-so annealing tau would recompile until the recompile limit), or a Python float on the direct path.
+``(outer, K, inner)`` views, see ``_dispatch.define_op``) and return a tensor of that shape. ``seed`` is a 0-dim
+int64 tensor on the logits' device and ``tau`` a 0-dim floating tensor (a float graph argument would be specialized
+by torch.compile, so annealing tau would recompile until the recompile limit); on the direct path ``tau`` may be a
+Python float and a CUDA ``seed`` a Python int (``_ops/seed.py``).
 
-Derivatives, with z = (x + g) / tau, y = softmax(z) over dim 1 and J = (diag(y) - y y^T) / tau the
+Derivatives, with z = (x + g) / tau, y = softmax(z) over ``dim`` and J = (diag(y) - y y^T) / tau the
 (symmetric) Jacobian of y in x. Hard mode is straight-through: every derivative is the soft sample's.
 
 * VJP in x: J grad = y * (grad - sum(grad * y)) / tau: the backward op.
@@ -55,12 +56,12 @@ def _(grad, saved, seed, tau, recompute, dim=1):
     return saved.new_empty(saved.shape)
 
 
-def _soft_sample(saved: torch.Tensor, seed: torch.Tensor, tau, hard: bool, dim: int) -> torch.Tensor:
+def _soft_sample(saved: torch.Tensor, seed, tau, hard: bool, dim: int) -> torch.Tensor:
     """y: the saved output in soft mode; regenerated from the logits and seed in hard mode (differentiably)."""
     return gumbel_softmax(saved, seed, tau, False, dim) if hard else saved
 
 
-def _softmax_vjp(grad: torch.Tensor, saved: torch.Tensor, seed: torch.Tensor, tau, hard: bool, dim: int) -> torch.Tensor:
+def _softmax_vjp(grad: torch.Tensor, saved: torch.Tensor, seed, tau, hard: bool, dim: int) -> torch.Tensor:
     """J grad = y * (grad - sum(grad * y)) / tau: the backward op, or, when the result must itself be
     differentiable (a backward with create_graph, nested torch.func transforms), the same formula in
     differentiable torch ops, whose own derivatives then follow to any order."""

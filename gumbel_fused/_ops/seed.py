@@ -1,7 +1,8 @@
 """Seeds: one int64 per call, drawn from torch's own generators, so ``torch.manual_seed`` and the RNG
 states govern the samples (docs/DESIGN.md section 3).
 
-* CPU, or an explicit ``generator``: ``torch.randint`` (a 0-dim int64 tensor on the logits' device).
+* CPU, or an explicit ``generator``: ``torch.randint`` (a 0-dim int64 tensor on the logits' device); for an
+  eager call on the default CPU generator the same draw made from C++ (``seed`` in csrc/bindings.cpp).
 * The default CUDA generator: a reservation of 4 values in its Philox stream (``Generator.philox_state``,
   the protocol torch's own CUDA random kernels use), mapped to a seed by
   ``reference.rng.seed_from_reservation``. Outside graph capture the reservation is two host integers, so
@@ -19,6 +20,7 @@ import importlib
 
 import torch
 
+from .. import _cpu
 from ..reference.rng import seed_from_reservation
 from ._dispatch import LIBRARY, in_plain_eager_context
 
@@ -48,6 +50,10 @@ def seed_for(logits: torch.Tensor, generator: torch.Generator | None = None) -> 
             return reserve_cuda_seed(logits.device)
         if not torch._C._are_functorch_transforms_active():
             return cuda_seed(logits.device)
+    if generator is None and logits.is_cpu and in_plain_eager_context():
+        kernels = _cpu.load_cpu_kernels()
+        if kernels is not None:
+            return kernels.seed()  # torch.randint's own draw, called from C++
     # ``generator=`` even when None: that is the ``randint.generator`` overload, which Inductor leaves to
     # aten, so compiled code draws the seed eager code draws. Plain ``randint`` it would replace with its
     # own RNG stream.

@@ -29,7 +29,8 @@ def test_device_derivation_matches_the_host_one(philox_seed, offset, intragraph)
 
 
 def _seed_and_tau_forms(seed: int, tau: float, dtype: torch.dtype):
-    by_pointer = (torch.tensor(seed, device=TRITON_DEVICE), torch.tensor(tau, dtype=torch.float64, device=TRITON_DEVICE))
+    by_pointer = (torch.tensor(seed), torch.tensor(tau, dtype=torch.float64))
+    by_pointer = tuple(t.to(TRITON_DEVICE) for t in by_pointer)
     return [(seed, tau), by_pointer] if dtype != torch.float64 else [(seed, by_pointer[1]), by_pointer]
 
 

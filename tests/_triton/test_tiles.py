@@ -40,11 +40,14 @@ def _checked_temperature_kernel(tau, out_ptr, MATH_DTYPE: tl.constexpr):
 def test_checked_temperature_reads_values_and_pointers_and_poisons_invalid_ones(math_dtype):
     info = torch.finfo(math_dtype)
     valid = [0.7, 1.0, 25.0]
-    invalid = [-1.0, 0.0, math.nan, math.inf, -math.inf, info.tiny / 4] + ([1e39] if math_dtype == torch.float32 else [])
+    invalid = [-1.0, 0.0, math.nan, math.inf, -math.inf, info.tiny / 4]
+    if math_dtype == torch.float32:
+        invalid.append(1e39)  # beyond fp32: inf once converted
     tl_dtype = tiles.TL_DTYPES[math_dtype]
     for value in valid + invalid:
         # By value (Triton passes a Python float as fp32) and by pointer to a 0-dim tensor of either dtype.
-        for tau, source in ((value, torch.float32), *((torch.tensor(value, dtype=d), d) for d in (torch.float64, torch.float32))):
+        pointers = [(torch.tensor(value, dtype=dtype), dtype) for dtype in (torch.float64, torch.float32)]
+        for tau, source in [(value, torch.float32), *pointers]:
             out = torch.empty((), dtype=math_dtype)
             _checked_temperature_kernel[(1,)](tau, out, tl_dtype)
             if value in valid:
