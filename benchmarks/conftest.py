@@ -58,6 +58,15 @@ def bench_config(request) -> BenchConfig:
     return BenchConfig(quick=request.config.getoption("--bench-quick") or quick_from_env())
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: for suites that measure what does not scale with threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

@@ -13,7 +13,8 @@ Steps, each recorded in the results file:
    decides, and at 2**26 elements, where bandwidth decides; fp32 and bf16. GPU times come from
    ``triton.testing.do_bench`` (CUDA events, L2 flushed between runs), never from a host timer around a
    synchronize. Bandwidth is the nominal traffic of an ideal fused kernel (``_common.bytes_moved``) over
-   the median time.
+   the median time. Beside them, the host time per call of a loop of calls (``host_per_call``): the cost
+   that decides small calls.
 
 The dry run exists so that this script never rots while no GPU is at hand: CI runs it on CPU at tiny sizes
 with a host timer (the fused op then runs its C++ kernels; the Triton kernels are covered, interpreted, by
@@ -89,6 +90,24 @@ def timer(device: str) -> Callable[[Callable[[], object]], float]:
     return host_median
 
 
+def host_per_call(torch, device: str, fn: Callable[[], object], calls: int = 100) -> float:
+    """Seconds per call of ``calls`` back-to-back calls and one synchronize: what a loop of small calls sees.
+
+    ``do_bench`` times the GPU's work alone; at the VAE's size a call's host side (argument checks, the seed,
+    launches) can take longer than its kernels, and then the GPU waits on the host. This is the figure the
+    per-call overhead decides (issue 11).
+    """
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / calls
+
+
 def device_bandwidth(torch, device: str, time_fn) -> dict:
     """Nominal peak (DDR: two transfers a clock) and the bandwidth of a large ``copy_`` (read + write)."""
     numel = 2**26 if device == "cuda" else 2**20
@@ -119,8 +138,11 @@ def time_cases(torch, device: str, shapes, time_fn, peak_gbs: float | None) -> l
             dtype = BENCH_DTYPES[dtype_name]
             for direction, hard in CASES:
                 x = make_logits(shape, dtype, device, requires_grad=direction == "fwd+bwd")
-                fused = time_fn(step_fn(gumbel_softmax, x, hard, dim, direction))
-                eager = time_fn(step_fn(F.gumbel_softmax, x, hard, dim, direction))
+                fused_step = step_fn(gumbel_softmax, x, hard, dim, direction)
+                eager_step = step_fn(F.gumbel_softmax, x, hard, dim, direction)
+                fused, eager = time_fn(fused_step), time_fn(eager_step)
+                fused_host = host_per_call(torch, device, fused_step)
+                eager_host = host_per_call(torch, device, eager_step)
                 gbs = bytes_moved(math.prod(shape), dtype, direction) / fused / 1e9
                 rows.append(
                     {
@@ -132,13 +154,16 @@ def time_cases(torch, device: str, shapes, time_fn, peak_gbs: float | None) -> l
                         "fused_us": round(fused * 1e6, 2),
                         "eager_us": round(eager * 1e6, 2),
                         "speedup": round(eager / fused, 2),
+                        "fused_host_us": round(fused_host * 1e6, 2),
+                        "eager_host_us": round(eager_host * 1e6, 2),
                         "fused_gb_per_s": round(gbs, 1),
                         "fraction_of_peak": round(gbs / peak_gbs, 3) if peak_gbs else None,
                     }
                 )
                 print(f"  {shape_name:14s} {dtype_name} {direction:8s} {rows[-1]['mode']}: "
                       f"fused {rows[-1]['fused_us']:10.1f} us, eager {rows[-1]['eager_us']:10.1f} us, "
-                      f"{rows[-1]['speedup']:6.2f}x, {rows[-1]['fused_gb_per_s']:8.1f} GB/s", flush=True)
+                      f"{rows[-1]['speedup']:6.2f}x, {rows[-1]['fused_gb_per_s']:8.1f} GB/s; a call in a loop: "
+                      f"fused {rows[-1]['fused_host_us']:.1f} us, eager {rows[-1]['eager_host_us']:.1f} us", flush=True)
     return rows
 
 
@@ -156,14 +181,19 @@ def markdown(results: dict) -> str:
         f"Bandwidth: nominal peak {bandwidth.get('peak_gb_per_s', 'n/a')} GB/s, "
         f"`copy_` {bandwidth['copy_gb_per_s']} GB/s",
         "",
-        "| shape | dtype | direction | mode | fused (us) | eager (us) | speed-up | fused GB/s | of peak |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "GPU time by `do_bench`; a call in a loop: host time per call of 100 back-to-back calls and one synchronize",
+        "(the host's side of a small call, which the GPU waits on when it is longer than the kernels).",
+        "",
+        "| shape | dtype | direction | mode | fused (us) | eager (us) | speed-up | fused GB/s | of peak "
+        "| fused in a loop (us) | eager in a loop (us) |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["timings"]:
         share = f"{row['fraction_of_peak']:.0%}" if row["fraction_of_peak"] is not None else "n/a"
         lines.append(
             f"| {row['shape_name']} {tuple(row['shape'])} | {row['dtype']} | {row['direction']} | {row['mode']} | "
-            f"{row['fused_us']} | {row['eager_us']} | {row['speedup']}x | {row['fused_gb_per_s']} | {share} |"
+            f"{row['fused_us']} | {row['eager_us']} | {row['speedup']}x | {row['fused_gb_per_s']} | {share} "
+            f"| {row['fused_host_us']} | {row['eager_host_us']} |"
         )
     return "\n".join(lines) + "\n"
 

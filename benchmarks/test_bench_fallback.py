@@ -24,14 +24,6 @@ FALLBACK_IMPLS = ("eager", "reference")
 FALLBACK_SHAPES = ("vae", "tall", "vocab")
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def fallback_step(impl: str, x: torch.Tensor, hard: bool):
     """One forward of ``impl`` on logits ``x`` with the softmax over the last dim, under no_grad."""
     seed = torch.tensor(20240611)

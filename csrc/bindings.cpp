@@ -1,24 +1,58 @@
 // Python bindings of the CPU backend (a plain pybind11 module: one call costs ~1 us, less than a
-// dispatcher op; the op layer in gumbel_fused/_ops.py registers these as the ops' CPU kernels).
+// dispatcher op; gumbel_fused/_ops/_dispatch.py calls these as the ops' CPU kernels).
 // One m.def per entry point of kernels.h; an op's kernels live in their own csrc/<op>.cpp, which the
 // loader (gumbel_fused/_cpu.py) compiles with every other .cpp in this folder.
 #include <torch/extension.h>
 
+#include <limits>
+
 #include "kernels.h"
+#include "rowwise.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  using namespace gumbel_fused;
   m.doc() = "gumbel_fused C++ CPU kernels (fused Philox Gumbel-softmax forward and backward, sampling)";
-  // The kernels release the GIL: they run for up to seconds on large inputs, in at::parallel_for.
-  m.def("fwd", &gumbel_fused::gumbel_softmax_fwd_cpu, "forward on (outer, K, inner) logits",
-        py::arg("logits"), py::arg("seed"), py::arg("tau"), py::arg("hard"), py::arg("estimator") = "st",
-        py::arg("rao_samples") = 10, py::call_guard<py::gil_scoped_release>());
-  m.def("bwd", &gumbel_fused::gumbel_softmax_bwd_cpu, "backward on (outer, K, inner) grad and saved",
-        py::arg("grad"), py::arg("saved"), py::arg("seed"), py::arg("tau"), py::arg("recompute"),
-        py::arg("estimator") = "st", py::arg("rao_samples") = 10, py::arg("sample") = py::none(),
-        py::call_guard<py::gil_scoped_release>());
-  m.def("gumbel_max", &gumbel_fused::gumbel_max_cpu, "one draw a row of (outer, K, inner) logits",
-        py::arg("logits"), py::arg("seed"), py::arg("temperature"), py::call_guard<py::gil_scoped_release>());
-  m.def("gumbel_topk", &gumbel_fused::gumbel_topk_cpu, "k ordered draws without replacement a row",
-        py::arg("logits"), py::arg("seed"), py::arg("temperature"), py::arg("k"),
-        py::call_guard<py::gil_scoped_release>());
+  // Tensors come in the caller's shape with the categories on `dim` (1 by default: an (outer, K, inner) view
+  // as it is); rowwise.h makes the kernels' views. The kernels release the GIL: they run for up to seconds
+  // on large inputs, in at::parallel_for.
+  m.def(
+      "fwd",
+      [](const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard, int64_t dim,
+         const std::string& estimator, int64_t rao_samples) {
+        const auto y = gumbel_softmax_fwd_cpu(rows_view(logits, dim), seed, tau, hard, estimator, rao_samples);
+        return caller_view(y, logits.sizes(), dim);
+      },
+      "forward, softmax over dim", py::arg("logits"), py::arg("seed"), py::arg("tau"), py::arg("hard"),
+      py::arg("dim") = 1, py::arg("estimator") = "st", py::arg("rao_samples") = 10,
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "bwd",
+      [](const at::Tensor& grad, const at::Tensor& saved, const at::Tensor& seed, double tau, bool recompute,
+         int64_t dim, const std::string& estimator, int64_t rao_samples, const std::optional<at::Tensor>& sample) {
+        const auto sample_rows = sample ? std::optional<at::Tensor>(rows_view(*sample, dim)) : std::nullopt;
+        const auto dx = gumbel_softmax_bwd_cpu(rows_view(grad, dim), rows_view(saved, dim), seed, tau, recompute,
+                                               estimator, rao_samples, sample_rows);
+        return caller_view(dx, saved.sizes(), dim);
+      },
+      "backward of grad and saved, softmax over dim", py::arg("grad"), py::arg("saved"), py::arg("seed"),
+      py::arg("tau"), py::arg("recompute"), py::arg("dim") = 1, py::arg("estimator") = "st",
+      py::arg("rao_samples") = 10, py::arg("sample") = py::none(), py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "gumbel_max",
+      [](const at::Tensor& logits, const at::Tensor& seed, double temperature, int64_t dim) {
+        return caller_view(gumbel_max_cpu(rows_view(logits, dim), seed, temperature), logits.sizes(), dim);
+      },
+      "one draw over dim", py::arg("logits"), py::arg("seed"), py::arg("temperature"), py::arg("dim") = 1,
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "gumbel_topk",
+      [](const at::Tensor& logits, const at::Tensor& seed, double temperature, int64_t k, int64_t dim) {
+        return caller_view(gumbel_topk_cpu(rows_view(logits, dim), seed, temperature, k), logits.sizes(), dim);
+      },
+      "k ordered draws without replacement over dim", py::arg("logits"), py::arg("seed"), py::arg("temperature"),
+      py::arg("k"), py::arg("dim") = 1, py::call_guard<py::gil_scoped_release>());
+  // A seed from the default CPU generator: exactly torch.randint(2**63 - 1, (), dtype=torch.int64), the same
+  // op on the same generator, without a Python-level tensor call.
+  m.def("seed", []() { return at::randint(std::numeric_limits<int64_t>::max(), {}, at::kLong); },
+        "a 0-dim int64 seed from the default CPU generator");
 }

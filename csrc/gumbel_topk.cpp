@@ -63,14 +63,10 @@ struct TopkVisit {
     using Vec = Vectorized<acc_t>;
     const int first_lane = h * Vec::size();
     const Vec threshold = Vec::loadu(thresholds + first_lane);
-    Vec z;
     if constexpr (std::is_same_v<acc_t, float>) {
-      const Vec u = uniform_from_words(w);
-      if ((x + gumbel_upper_bound(exponential_lower_bound(u)) < threshold).zero_mask() == 0) return;
-      z = x + gumbel_from_exponential(exponential_from_uniform(u));
-    } else {
-      z = scores(x, w);
+      if ((x + gumbel_upper_bound(w) < threshold).zero_mask() == 0) return;
     }
+    const Vec z = scores(x, w);
     acc_t lanes[Vec::size()];
     z.store(lanes);
     for (int j = 0; j < Vec::size(); ++j) {

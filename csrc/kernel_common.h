@@ -173,19 +173,18 @@ class PairwiseSum {
 
 // One vector of lanes of the hard forward: fold z = (x + g) / tau into the running argmax, for the noise of
 // the Vec::size() words w and the logits x, already shifted (RunningShift). The pruning (`prune`: fp32 and
-// tau > 0): g <= gumbel_upper_bound(exponential_lower_bound(u)) (noise.h), so z <= (x + bound) / tau, adding,
-// dividing by a positive tau and rounding being monotone. When every lane's bound is below its row's running
-// max, no lane can change the argmax, and both logs of g are skipped. Once a few columns are in, a new max
-// needs g near the top of its range, so for typical logits most vectors skip them. The result is the exact
-// argmax of the full computation, ties included: a skipped z is strictly below the max.
+// tau > 0): g <= gumbel_upper_bound(w) (noise.h), so z <= (x + bound) / tau, adding, dividing by a positive
+// tau and rounding being monotone. When every lane's bound is below its row's running max, no lane can change
+// the argmax, and both logs of g are skipped. Once a few columns are in, a new max needs g near the top of its
+// range, so for typical logits most vectors skip them. The result is the exact argmax of the full
+// computation, ties included: a skipped z is strictly below the max.
 template <typename acc_t, int L>
 C10_ALWAYS_INLINE void argmax_step(RowArgmax<acc_t, L>& argmax, int h, const Vectorized<acc_t>& x, const uint32_t* w,
                                    int64_t col, const DivideByTau<acc_t>& divide, bool prune) {
   if constexpr (std::is_same_v<acc_t, float>) {
-    const Vectorized<float> u = uniform_from_words(w);
     // zero_mask: a bit per lane where (bound < best) is false, i.e. a lane that might win.
-    if (prune && (divide(x + gumbel_upper_bound(exponential_lower_bound(u))) < argmax.best[h]).zero_mask() == 0) return;
-    argmax.update(h, divide(x + gumbel_from_exponential(exponential_from_uniform(u))), col);
+    if (prune && (divide(x + gumbel_upper_bound(w)) < argmax.best[h]).zero_mask() == 0) return;
+    argmax.update(h, divide(x + gumbel_from_exponential(exponential_from_words<float>(w))), col);
   } else {
     argmax.update(h, divide(x + gumbel_from_exponential(exponential_from_words<acc_t>(w))), col);
   }

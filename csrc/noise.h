@@ -141,26 +141,26 @@ C10_ALWAYS_INLINE at::vec::Vectorized<acc_t> gumbel_from_exponential(const at::v
   return at::vec::Vectorized<acc_t>(acc_t(0)) - log_positive(e);
 }
 
-// Bounds for the hard forward's pruning (kernel_common.h, argmax_step): an upper bound on g from u in a
-// few vector ops and no log, tight where g is large (where an element can win an argmax) and loose where
-// it is small (where it cannot anyway). test_cpu checks it against the computed g for every uniform.
+// The bound behind the pruning of the argmax and top-k kernels (kernel_common.h argmax_step, gumbel_topk.cpp): an
+// upper bound on g from the word alone, in seven vector ops and no log, tight where g is large (where an element
+// can win) and loose where it is small (where it cannot anyway). The tests check it against the computed g for
+// every word with u < 1/8 and a sample of the rest.
 //
-// A lower bound on E = -log1p(-u) = u + u^2/2 + u^3/3 + ...: all terms are positive, so the first three are a
-// lower bound, within a factor 1 + u^3/4 of E where u is small (where g is large).
-C10_ALWAYS_INLINE at::vec::Vectorized<float> exponential_lower_bound(const at::vec::Vectorized<float>& u) {
+// E = -log1p(-u) >= u, so g = -log(E) <= -log(u), with u = x s, x = fold(word) and s = kUniformScale =
+// 2^-31 (1 - 2^-24): -log(u) = ln2 (-log2(s) - log2(x)). For x = 2^k m, m in [1, 2): log2(m) >= m - 1 (log2 is
+// concave and equal to m - 1 at both ends), so log2(x) >= k + m - 1 = bits(float(x)) / 2^23 - 127, the float's
+// bits read as an integer, at most 0.086 below log2(x). Hence g <= ln2 (158 - bits(float(x)) / 2^23) + margin.
+// kMargin covers -log2(s) - 31 = 8.6e-8, the rounding of the bits and of the constants to fp32 (~1e-5), and
+// the error of the computed E and g (a few 1e-7). x = 0 counts as 1, as the contract clamps u = 0 to s. Slack
+// above g: log(E / u) = u / 2 + O(u^2), plus at most 0.06 from the bits.
+C10_ALWAYS_INLINE at::vec::Vectorized<float> gumbel_upper_bound(const uint32_t* w) {
   using Vf = at::vec::Vectorized<float>;
-  return u * at::vec::fmadd(u, at::vec::fmadd(u, Vf(1.0f / 3.0f), Vf(0.5f)), Vf(1.0f));
-}
-
-// An upper bound on -log(e) for e > 0 normal. With e = 2^k m, m in [1, 2): log2(m) >= m - 1 (log2 is
-// concave and equal to m - 1 at both ends), so log2(e) >= k + m - 1 = bits(e) / 2^23 - 127, the bits read
-// as an integer; this is at most 0.086 ln 2 = 0.06 above -log(e). kMargin covers the rounding of bits(e)
-// to fp32 (<= 2^-16 ln 2 = 1.1e-5), of the lower bound on E, and the error of the computed g (< 2e-6).
-C10_ALWAYS_INLINE at::vec::Vectorized<float> gumbel_upper_bound(const at::vec::Vectorized<float>& e) {
-  using Vf = at::vec::Vectorized<float>;
+  using Vi = at::vec::Vectorized<int32_t>;
   constexpr float kLn2 = 0.693147180559945f, kMargin = 1e-4f;
-  const Vf bits = at::vec::convert_to_fp_of_same_size<float>(at::vec::cast<int32_t>(e));
-  return at::vec::fmadd(bits, Vf(-kLn2 / 8388608.0f), Vf(127.0f * kLn2 + kMargin));
+  const Vi x = Vi::loadu(w);
+  const Vf folded = at::vec::maximum(at::vec::convert_to_fp_of_same_size<float>(x ^ (x >> Vi(31))), Vf(1.0f));
+  const Vf bits = at::vec::convert_to_fp_of_same_size<float>(at::vec::cast<int32_t>(folded));
+  return at::vec::fmadd(bits, Vf(-kLn2 / 8388608.0f), Vf(158.0f * kLn2 + kMargin));
 }
 
 // g[j] = -log(-log1p(-u_j)) in the math dtype for the kLanes words w[j].

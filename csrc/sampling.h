@@ -28,9 +28,10 @@ namespace gumbel_fused {
 constexpr int64_t kBlockColumns = kLanes * kChunk;  // 256: a column tile
 // Rows this long and contiguous use column tiles: their padded last block wastes at most a fifth of a row.
 constexpr int64_t kColumnTileMinK = 1024;
-// Long rows are cut into segments of at least this many columns (~30 us of work, well above a task's cost)
-// until there are kMinTasks tasks, or one row a task when rows are that many: a fixed rule of the shape.
-constexpr int64_t kMinSegmentColumns = 1 << 14;
+// Long rows are cut into segments of at least this many columns (~15 us of work, well above a task's few us)
+// until there are kMinTasks tasks, or one row a task when rows are that many: a fixed rule of the shape. A
+// 128256-long row makes 15 segments, which 2 threads share 8 / 7 (at 2^14 columns: 7 segments, 4 / 3).
+constexpr int64_t kMinSegmentColumns = 1 << 13;
 constexpr int64_t kMinTasks = 64;
 
 // Draw order: a larger score first, and on a tie the lower column (as torch.argmax and a stable sort).

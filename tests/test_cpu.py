@@ -172,7 +172,7 @@ def test_hard_forward_pruning_bound_holds(probe):
     (> 2.0) and the bound is tightest, and every 89th word above (where the bound is loose by construction)."""
     checked, violations, max_slack = probe.check_gumbel_bound(0, 2**28 - 1, 1)
     assert checked == 2**28 and violations == 0
-    assert max_slack < 0.1  # tight where it matters: u^3/4 from the series, 0.06 from the exponent bits
+    assert max_slack < 0.13  # tight where it matters: log(E / u) ~ u / 2 from E >= u, 0.06 from the exponent bits
     checked, violations, _ = probe.check_gumbel_bound(2**28, 2**31 - 1, 89)
     assert checked > 2e7 and violations == 0
 

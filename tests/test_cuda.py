@@ -69,3 +69,82 @@ def test_default_generator_governs_the_samples():
     a = gumbel_softmax(x)
     torch.cuda.manual_seed(0)
     assert torch.equal(gumbel_softmax(x), a)
+
+
+def _kernels_launched(fn) -> list[str]:
+    """Names of the GPU kernels ``fn`` launches (after a warm-up call that compiles them)."""
+    fn()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_one_kernel_launch_per_direction(hard):
+    # No seed kernel (a Philox reservation, derived on the host) and no tau kernel (passed by value).
+    x = torch.randn(100, 20, 10, device="cuda", requires_grad=True)
+    weight = torch.randn(100, 20, 10, device="cuda")
+    forward = _kernels_launched(lambda: gumbel_softmax(x, 0.5, hard))
+    assert len(forward) == 1 and "gumbel_softmax_fwd" in forward[0], forward
+    y = gumbel_softmax(x, 0.5, hard)
+    backward = _kernels_launched(lambda: torch.autograd.grad(y, x, weight, retain_graph=True))
+    assert len(backward) == 1 and "gumbel_softmax_bwd" in backward[0], backward
+
+
+def test_cuda_graph_captures_forward_and_backward_and_samples_anew_each_replay():
+    x = torch.randn(64, 10, device="cuda", requires_grad=True)
+    weight = torch.randn(64, 10, device="cuda")
+
+    def step():
+        y = gumbel_softmax(x, 0.5, hard=True)
+        return y, torch.autograd.grad((y * weight).sum(), x)[0]
+
+    side = torch.cuda.Stream()  # warm-up on a side stream, as torch.cuda.graph's documentation does
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y, static_grad = step()
+
+    torch.cuda.manual_seed(123)
+    replays = []
+    for _ in range(4):
+        graph.replay()
+        replays.append((static_y.clone(), static_grad.clone()))
+    assert len({tuple(y.argmax(-1).tolist()) for y, _ in replays}) == 4  # new samples each replay
+    # Each replay draws what an eager call draws from the same generator state.
+    torch.cuda.manual_seed(123)
+    for y, grad in replays:
+        want_y, want_grad = step()
+        assert torch.equal(y, want_y)
+        torch.testing.assert_close(grad, want_grad)
+
+
+def test_draw_seed_gives_the_seed_an_eager_call_uses():
+    from gumbel_fused import draw_seed
+    from gumbel_fused.reference import gumbel_softmax_fwd_ref
+
+    x = torch.randn(8, 10, device="cuda")
+    torch.cuda.manual_seed(5)
+    seed = draw_seed(x.device)
+    torch.cuda.manual_seed(5)
+    y = gumbel_softmax(x, 0.5)
+    torch.testing.assert_close(y, gumbel_softmax_fwd_ref(x.unsqueeze(-1), seed, 0.5, False).squeeze(-1))
+
+
+def test_invalid_cuda_tensor_tau_gives_nan_without_a_sync():
+    x = torch.randn(8, 10, device="cuda")
+    taus = [torch.tensor(tau, device="cuda") for tau in (0.5, -1.0, 0.0, float("nan"))]
+    gumbel_softmax(x, taus[0])  # compile the kernel outside the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        samples = [gumbel_softmax(x, tau) for tau in taus[1:]]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.isnan(y).all() for y in samples)

@@ -57,3 +57,16 @@ def test_learnable_temperature_is_a_registered_parameter_with_a_gradient():
 def test_bad_tau_types_and_shapes(tau):
     with pytest.raises((TypeError, ValueError), match="GumbelSoftmax\\(\\): argument 'tau'"):
         GumbelSoftmax(tau=tau)
+
+
+def test_compiled_module_anneals_without_recompiling():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    module = GumbelSoftmax(tau=1.0, hard=True)
+    compiled = torch.compile(module, fullgraph=True)
+    for step in range(8):
+        module.tau = max(0.5, 0.9**step)
+        compiled(torch.randn(4, 10))
+    assert counters["stats"]["unique_graphs"] <= 2  # tau static, then dynamic (Dynamo's automatic dynamic)

@@ -6,8 +6,11 @@ q = 1 - 1 / (1 + (V - 1) e^-17) = 0.540%, carried by the rest's Gumbel noise abo
 pass a two-sided binomial test.
 
 About 1.3e9 noise draws at the quick size (10,000 rows: 54 misses expected; v1 would give ~14, p ~ 1e-12), so
-this runs on the compiled backends only: the C++ kernels, and Triton where a GPU is present. The opt-in size
-``GUMBEL_TAIL_ROWS=40000`` (or more) tightens it.
+this runs on the compiled backends only: the C++ kernels, and Triton where a GPU is present. gumbel_topk's
+first draw is gumbel_max's, noise for noise (tests/test_sampling.py). The opt-in size
+``GUMBEL_TAIL_ROWS=40000`` (or more) tightens it. Measured at 40,000 rows with contract v2: 259 misses with this
+test's seed (z = +2.9), and 221, 206, 214 with seeds 1, 2, 3 against 216 expected (217 under the exact law of
+v2's lattice of uniforms, 0.55% above the closed form).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 import torch
 from scipy import stats
 
-from gumbel_fused import _cpu, gumbel_max, gumbel_softmax, gumbel_topk
+from gumbel_fused import _cpu, gumbel_max, gumbel_softmax
 
 N_CATEGORIES = 131072
 GAP = 17.0
@@ -37,7 +40,6 @@ def _leader_misses(draw, device: str) -> int:
 DRAWS = {
     "gumbel_max": lambda x, generator: gumbel_max(x, generator=generator),
     "gumbel_softmax-hard": lambda x, generator: gumbel_softmax(x, hard=True, generator=generator).argmax(-1),
-    "gumbel_topk-first": lambda x, generator: gumbel_topk(x, 2, generator=generator)[:, 0],
 }
 
 

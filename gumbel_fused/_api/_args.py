@@ -15,27 +15,22 @@ import torch
 from torch.autograd import forward_ad
 
 from .._ops._dispatch import check_temperature_value, runs_plain_eager
+from .._ops.seed import seed_for
 from ..reference.estimators import estimator_index
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-# Seeds are drawn from [0, 2**63 - 1): torch.randint's exclusive upper bound must fit in int64.
-_SEED_HIGH = 2**63 - 1
 
 
 def draw_seed(device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One int64 Philox seed from torch's own RNG, as a 0-dim tensor on ``device``.
+    """One int64 Philox seed from torch's own RNG, as a 0-dim tensor on ``device``: the seed a call on
+    ``device`` would draw from the same RNG state.
 
     With no ``generator`` it comes from the default generator of ``device`` (so ``torch.manual_seed``
     and ``get_rng_state``/``set_rng_state`` govern it) and stays on the device: no host sync on GPU.
     A CPU ``generator`` gives the same seed whatever the device of the logits.
     """
-    # Always pass ``generator=``, even None: that is the ``randint.generator`` overload, which Inductor
-    # leaves to aten, so compiled code draws the seed eager code draws. Plain ``randint`` it would
-    # replace with its own RNG stream.
-    if generator is None:
-        return torch.randint(_SEED_HIGH, (), generator=None, device=device, dtype=torch.int64)
-    seed = torch.randint(_SEED_HIGH, (), generator=generator, device=generator.device, dtype=torch.int64)
-    return seed.to(device, non_blocking=True)
+    seed = seed_for(torch.empty(0, device=device), generator)
+    return seed if isinstance(seed, torch.Tensor) else torch.tensor(seed, dtype=torch.int64, device=device)
 
 
 def check_logits(fn: str, logits: object) -> None:

@@ -7,7 +7,8 @@ import warnings
 import torch
 
 from .._ops import gumbel_softmax as ops
-from ._args import canonical_dim, check_estimator, check_generator, check_logits, checked_temperature, draw_seed
+from .._ops.seed import seed_for
+from ._args import canonical_dim, check_estimator, check_generator, check_logits, checked_temperature
 
 _FN = "gumbel_softmax"
 
@@ -78,8 +79,7 @@ def gumbel_softmax(
     if logits.numel() == 0:
         y = logits.clone()  # a clone, not empty_like: it keeps the autograd graph
     else:
-        seed = draw_seed(logits.device, generator)
-        y = ops.gumbel_softmax(logits, seed, tau, bool(hard), dim, estimator, rao_samples)
+        y = ops.gumbel_softmax(logits, seed_for(logits, generator), tau, bool(hard), dim, estimator, rao_samples)
     if isinstance(tau_arg, torch.Tensor) and tau_arg.dim() > logits.dim():
         return y.view((1,) * (tau_arg.dim() - logits.dim()) + tuple(logits.shape))  # torch broadcasts
     return y

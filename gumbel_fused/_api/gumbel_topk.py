@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._ops import gumbel_topk as ops
+from .._ops.seed import seed_for
 from ._args import (
     canonical_dim,
     categories_view,
@@ -12,7 +13,6 @@ from ._args import (
     check_logits,
     check_num_draws,
     checked_temperature,
-    draw_seed,
 )
 
 
@@ -56,5 +56,5 @@ def gumbel_topk(
     out_shape = logits.shape[:dim] + (k,) + logits.shape[dim + 1 :]
     if logits.numel() == 0 or k == 0:
         return torch.empty(out_shape, dtype=torch.int64, device=logits.device)
-    seed = draw_seed(logits.device, generator)
+    seed = seed_for(logits, generator)
     return ops.gumbel_topk(categories_view(logits, dim), seed, temperature, k).view(out_shape)

@@ -35,19 +35,23 @@ LIBRARY = torch.library.Library("gumbel_fused", "DEF")
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
-def runs_plain_eager(tensor: torch.Tensor) -> bool:
-    """Whether calling a kernel directly on ``tensor`` is indistinguishable from calling the op.
+def in_plain_eager_context() -> bool:
+    """No torch.compile tracing, ``torch.func`` transform, dispatch or function mode, or JIT trace.
 
     ``is_compiling`` comes first: under Dynamo the rest is never traced (Dynamo folds it to True).
     """
     return not (
         torch.compiler.is_compiling()
-        or type(tensor) not in _PLAIN_TENSOR_TYPES
         or torch._C._are_functorch_transforms_active()
         or torch._C._len_torch_dispatch_stack()
         or torch._C._is_torch_function_mode_enabled()
         or torch._C._get_tracing_state()
     )
+
+
+def runs_plain_eager(tensor: torch.Tensor) -> bool:
+    """Whether calling a kernel directly on ``tensor`` is indistinguishable from calling the op."""
+    return in_plain_eager_context() and type(tensor) in _PLAIN_TENSOR_TYPES
 
 
 def check_temperature_value(fn: str, name: str, value: float, dtype: torch.dtype) -> None:
@@ -91,9 +95,10 @@ def temperature_tensor(tau: float | torch.Tensor, device: torch.device) -> torch
 class KernelOp:
     """A ``gumbel_fused`` op: the registered ``torch.library`` op and the direct call of its kernels.
 
-    ``op(*args)`` takes the schema's arguments, except that the temperature may also be a Python float
-    (kept as a float on the direct path, so no tensor is made per call). Attributes: ``name``
-    (``"gumbel_fused::<name>"``) and ``overload`` (the ``OpOverload``, for opcheck and registrations).
+    ``op(*args)`` takes the schema's arguments, except that a 0-dim Tensor argument may be a Python scalar
+    (a float tau, an int seed), which the direct path passes on as it is: no tensor is made per call.
+    Attributes: ``name`` (``"gumbel_fused::<name>"``) and ``overload`` (the ``OpOverload``, for opcheck and
+    registrations).
     """
 
     def __init__(self, schema: str, reference: Callable, *, cpp: str, triton: str, temperature: str | None,
@@ -101,76 +106,104 @@ class KernelOp:
         name = schema.split("(", 1)[0]
         LIBRARY.define(schema)
         LIBRARY.impl(name, lambda *args: self._run(self._reference, args), "CompositeExplicitAutograd")
-        LIBRARY.impl(name, lambda *args: self._run(self._checked_cpu_kernel, args), "CPU")
+        LIBRARY.impl(name, lambda *args: self._cpu_kernel(args, validate=True), "CPU")
         LIBRARY.impl(name, lambda *args: self._run(self._cuda_kernel, args), "CUDA")
         self.name = f"gumbel_fused::{name}"
         self.overload = getattr(torch.ops.gumbel_fused, name).default
-        arguments = [a.name for a in self.overload._schema.arguments]
-        self._temperature = (arguments.index(temperature), temperature) if temperature else None
-        self._rowwise = tuple(arguments.index(a) for a in rowwise)
-        self._dim = arguments.index("dim") if rowwise else None
-        self._dim_default = self.overload._schema.arguments[self._dim].default_value if rowwise else None
+        arguments = self.overload._schema.arguments
+        names = [a.name for a in arguments]
+        self._defaults = tuple(a.default_value for a in arguments)
+        self._tensor_arguments = {i for i, a in enumerate(arguments) if isinstance(a.type, torch.TensorType)}
+        self._temperature = (names.index(temperature), temperature) if temperature else None
+        self._rowwise = tuple(names.index(a) for a in rowwise)
+        self._dim = names.index("dim") if rowwise else None
+        # The reference and Triton launchers take the arguments without dim: before it, positions match.
+        if rowwise and temperature and self._temperature[0] > self._dim:
+            raise ValueError(f"{schema}: 'dim' must follow the temperature argument")
         self._reference = reference
         self._cpp = cpp
+        self._cpp_entry = None  # the C++ function, once the kernels are loaded
         self._triton = triton.rsplit(".", 1)
 
     def __call__(self, *args):
         if runs_plain_eager(args[0]):
             return self.direct(*args)
-        if self._temperature is not None:
-            index = self._temperature[0]
-            args = (*args[:index], temperature_tensor(args[index], args[0].device), *args[index + 1 :])
-        return self.overload(*args)
+        return self.overload(*self._scalars_as_tensors(args))
+
+    def _scalars_as_tensors(self, args: tuple) -> tuple:
+        """The schema's Tensor arguments given as Python scalars (a float tau, an int seed) as 0-dim tensors."""
+        device = args[0].device
+        return tuple(
+            a if index not in self._tensor_arguments or isinstance(a, torch.Tensor)
+            else temperature_tensor(a, device) if isinstance(a, float)
+            else torch.tensor(a, dtype=torch.int64, device=device)
+            for index, a in enumerate(args)
+        )
 
     def direct(self, *args):
         """The kernel of the first argument's device, called without the dispatcher or autograd."""
         first = args[0]
-        kernel = self._cpu_kernel if first.is_cpu else self._cuda_kernel if first.is_cuda else self._reference
-        return self._run(kernel, args)
+        if first.is_cpu:
+            return self._cpu_kernel(args, validate=False)
+        return self._run(self._cuda_kernel if first.is_cuda else self._reference, args)
+
+    def _complete(self, args: tuple) -> tuple:
+        # Omitted trailing arguments, by a caller or by the dispatcher (it drops those equal to their
+        # defaults before calling a Python kernel), from the schema.
+        return args + self._defaults[len(args) :] if len(args) < len(self._defaults) else args
 
     def _run(self, kernel: Callable, args: tuple):
         """``kernel`` on the ``(outer, K, inner)`` views of the rowwise arguments (and without ``dim``), its
         output viewed back: its middle dimensions take the place of ``dim`` in the caller's shape."""
-        if not self._rowwise:
+        args = self._complete(args)
+        if self._dim is None:
             return kernel(*args)
-        # The dispatcher drops trailing arguments equal to their defaults before calling a kernel.
-        shape, dim = args[0].shape, args[self._dim] if len(args) > self._dim else self._dim_default
-        args = list(args[: self._dim] + args[self._dim + 1 :])
+        shape, dim = args[0].shape, args[self._dim]
+        args = [*args[: self._dim], *args[self._dim + 1 :]]
         if len(shape) == 3 and dim == 1:
             return kernel(*args)
         outer, inner = math.prod(shape[:dim]), math.prod(shape[dim + 1 :])
         for index in self._rowwise:
             index -= index > self._dim  # its place once dim is gone
             # An optional rowwise tensor may be None or left out; each keeps its own size on dim (a per-row
-            # tensor has 1 there).
+            # tensor has 1 there). Sizes as ints, not a tuple: 2 us less.
             if index < len(args) and args[index] is not None:
                 args[index] = args[index].reshape(outer, args[index].shape[dim], inner)
         out = kernel(*args)
         return out.view(*shape[:dim], *out.shape[1:-1], *shape[dim + 1 :])
 
-    def _cpu_kernel(self, *args):
-        kernels = _cpu.load_cpu_kernels()
-        if kernels is None:
-            return self._reference(*args)
-        if self._temperature is not None:
-            # The C++ entry points take the temperature as a C++ double.
-            index = self._temperature[0]
-            args = (*args[:index], float(args[index]), *args[index + 1 :])
-        return getattr(kernels, self._cpp)(*args)
-
-    def _checked_cpu_kernel(self, *args):
-        # The dispatcher's way in (compile, transforms): tau arrives as a tensor whose value nobody has
-        # checked yet (compiled code cannot check it without a guard); on the CPU reading it is free.
+    def _cpu_kernel(self, args: tuple, validate: bool):
+        # The C++ entry points take the schema's arguments, dim included (they make the (outer, K, inner)
+        # views themselves, see csrc/rowwise.h), and the temperature as a C++ double. ``validate``: the
+        # dispatcher's way in (compile, transforms) brings a tau nobody has checked (compiled code cannot
+        # without a guard); on the CPU reading it is free.
+        if self._cpp_entry is None:
+            kernels = _cpu.load_cpu_kernels()
+            if kernels is None:
+                return self._run(self._reference, args)
+            self._cpp_entry = getattr(kernels, self._cpp)
+        args = self._complete(args)
         if self._temperature is not None:
             index, name = self._temperature
-            check_temperature_value(self.name, name, float(args[index]), args[0].dtype)
-        return self._cpu_kernel(*args)
+            if validate or type(args[index]) is not float:
+                value = float(args[index])
+                if validate:
+                    check_temperature_value(self.name, name, value, args[0].dtype)
+                args = (*args[:index], value, *args[index + 1 :])
+        return self._cpp_entry(*args)
 
     def _cuda_kernel(self, *args):
         module, launcher = self._triton
         if self._temperature is not None:
+            # The Triton kernels take tau by value (no tensor, no launch) or by pointer. By value Triton
+            # passes a float as fp32: exact for fp32 math, not for fp64 logits' fp64 math.
             index = self._temperature[0]
-            args = (*args[:index], temperature_tensor(args[index], args[0].device), *args[index + 1 :])
+            tau = args[index]
+            if isinstance(tau, torch.Tensor) and not tau.is_cuda:
+                tau = float(tau)  # a CPU tensor with CUDA logits, as torch allows: reading it is free
+            if isinstance(tau, float) and args[0].dtype == torch.float64:
+                tau = temperature_tensor(tau, args[0].device)
+            args = (*args[:index], tau, *args[index + 1 :])
         return getattr(importlib.import_module(f"gumbel_fused._triton.{module}"), launcher)(*args)
 
 
@@ -187,13 +220,16 @@ def define_op(
 
     ``cpp`` names the C++ entry point that serves CPU tensors, ``triton`` the ``"module.launcher"`` under
     ``gumbel_fused._triton`` that serves CUDA tensors; ``reference`` serves every other device, and CPU
-    when the C++ kernels are unavailable. All three take ``(outer, K, inner)`` tensors, rows over dim 1.
-    ``temperature`` names the 0-dim floating tensor argument that the C++ entry point takes as a double
-    (a Python float is accepted in its place). ``rowwise`` names the tensor arguments that the op takes
-    in the caller's shape, with the categories on the schema's ``dim`` argument: the kernels see their
-    ``(outer, K, inner)`` views (``(outer, 1, inner)`` for a per-row tensor, which has 1 on ``dim``; an
-    optional one may be None), and the op's output is the kernels' viewed back. Doing this inside the op
-    rather than around it keeps two view nodes per direction out of the autograd graph.
+    when the C++ kernels are unavailable. ``temperature`` names the 0-dim floating tensor argument that the
+    C++ entry point takes as a double (a Python float is accepted in its place).
+
+    ``rowwise`` names the tensor arguments that the op takes in the caller's shape, with the categories on
+    the schema's ``dim`` argument (which must follow the temperature); a per-row tensor has 1 on ``dim``, and an
+    optional one may be None. The C++ entry point takes the schema's arguments,
+    ``dim`` included, and views them itself (``csrc/rowwise.h``); the reference and the Triton launcher take
+    ``(outer, K, inner)`` views without ``dim``, made here, and their output is viewed back. Doing this inside
+    the op rather than around it keeps two view nodes per direction out of the autograd graph. Without
+    ``rowwise`` every kernel takes the schema's arguments as they are.
     """
     op = KernelOp(schema, reference, cpp=cpp, triton=triton, temperature=temperature, rowwise=rowwise)
     torch.library.register_vmap(op.name, _per_sample_vmap(op), lib=LIBRARY)

@@ -2,11 +2,12 @@
 that make :func:`gumbel_softmax` (forward op + backward op) differentiable in every mode.
 
 Both ops take tensors in the caller's shape with the categories on ``dim`` (the kernels see their
-``(outer, K, inner)`` views, see ``_dispatch.define_op``) and return a tensor of that shape. ``seed`` is a
-0-dim int64 tensor on the logits' device; ``tau`` a 0-dim floating tensor (a float graph argument would be specialized by torch.compile,
-so annealing tau would recompile until the recompile limit), or a Python float on the direct path.
+``(outer, K, inner)`` views, see ``_dispatch.define_op``) and return a tensor of that shape. ``seed`` is a 0-dim
+int64 tensor on the logits' device and ``tau`` a 0-dim floating tensor (a float graph argument would be specialized
+by torch.compile, so annealing tau would recompile until the recompile limit); on the direct path ``tau`` may be a
+Python float and a CUDA ``seed`` a Python int (``_ops/seed.py``).
 
-Derivatives, with z = (x + g) / tau, y = softmax(z) over dim 1 and J = (diag(y) - y y^T) / tau the
+Derivatives, with z = (x + g) / tau, y = softmax(z) over ``dim`` and J = (diag(y) - y y^T) / tau the
 (symmetric) Jacobian of y in x. Hard mode is straight-through: every derivative is the soft sample's.
 
 * VJP in x: J grad = y * (grad - sum(grad * y)) / tau: the backward op.
@@ -30,7 +31,7 @@ import torch
 from ..reference.estimators import estimator_grad_ref
 from ..reference.gumbel_softmax import gumbel_softmax_bwd_ref, gumbel_softmax_fwd_ref
 from ..reference.rng import math_dtype
-from ._autograd import differentiable
+from ._autograd import differentiable, save_values, saved_values
 from ._dispatch import LIBRARY, define_op
 
 # Forward: sample softmax((logits + g) / tau) over dim 1 (the exact one-hot of its argmax when hard).
@@ -66,12 +67,12 @@ def _(grad, saved, seed, tau, recompute, dim=1, estimator="st", rao_samples=10, 
     return saved.new_empty(saved.shape)
 
 
-def _soft_sample(saved: torch.Tensor, seed: torch.Tensor, tau, hard: bool, dim: int) -> torch.Tensor:
+def _soft_sample(saved: torch.Tensor, seed, tau, hard: bool, dim: int) -> torch.Tensor:
     """y: the saved output in soft mode; regenerated from the logits and seed in hard mode (differentiably)."""
     return gumbel_softmax(saved, seed, tau, False, dim) if hard else saved
 
 
-def _softmax_vjp(grad: torch.Tensor, saved: torch.Tensor, seed: torch.Tensor, tau, hard: bool, dim: int) -> torch.Tensor:
+def _softmax_vjp(grad: torch.Tensor, saved: torch.Tensor, seed, tau, hard: bool, dim: int) -> torch.Tensor:
     """J grad = y * (grad - sum(grad * y)) / tau: the backward op, or, when the result must itself be
     differentiable (a backward with create_graph, nested torch.func transforms), the same formula in
     differentiable torch ops, whose own derivatives then follow to any order."""
@@ -123,27 +124,14 @@ class GumbelSoftmaxRules:
         # keeps the sampled category, a per-row int64 (1 on dim): its backward then need not draw the
         # sample's noise again, and uses exactly the forward's category.
         ctx.hard, ctx.dim = hard, dim
-        ctx.float_tau = None if isinstance(tau, torch.Tensor) else tau
-        sample = (output.argmax(dim, keepdim=True),) if ctx.estimator != "st" else ()
-        tensors = (logits if hard else output, seed, *sample) + (() if ctx.float_tau is not None else (tau,))
-        ctx.save_for_backward(*tensors)
-        ctx.save_for_forward(*tensors)
+        sample = output.argmax(dim, keepdim=True) if ctx.estimator != "st" else None
+        save_values(ctx, logits if hard else output, seed, tau, sample)
 
     @staticmethod
-    def _unpack(ctx):
-        """(saved, seed, tau), keeping the sample (estimators but "st") in ``ctx.sample``."""
-        tensors = ctx.saved_tensors
-        if ctx.estimator != "st":
-            ctx.sample, tensors = tensors[2], tensors[:2] + tensors[3:]
-        if ctx.float_tau is None:
-            return tensors
-        return (*tensors, ctx.float_tau)
-
-    @staticmethod
-    def _vjp_in_logits(ctx, grad, saved, seed, tau):
+    def _vjp_in_logits(ctx, grad, saved, seed, tau, sample):
         if ctx.estimator == "st":
             return _softmax_vjp(grad, saved, seed, tau, ctx.hard, ctx.dim)
-        return _estimator_vjp(grad, saved, ctx.sample, seed, tau, ctx.dim, ctx.estimator, ctx.rao_samples)
+        return _estimator_vjp(grad, saved, sample, seed, tau, ctx.dim, ctx.estimator, ctx.rao_samples)
 
     @staticmethod
     def _check_temperature_derivative(ctx):
@@ -155,10 +143,10 @@ class GumbelSoftmaxRules:
 
     @staticmethod
     def backward(ctx, grad):
-        saved, seed, tau = GumbelSoftmaxRules._unpack(ctx)
+        saved, seed, tau, sample = saved_values(ctx)
         d_logits = d_tau = None
         if ctx.needs_input_grad[0]:
-            d_logits = GumbelSoftmaxRules._vjp_in_logits(ctx, grad, saved, seed, tau)
+            d_logits = GumbelSoftmaxRules._vjp_in_logits(ctx, grad, saved, seed, tau, sample)
         if ctx.needs_input_grad[2]:
             GumbelSoftmaxRules._check_temperature_derivative(ctx)
             sensitivity = _temperature_sensitivity(_soft_sample(saved, seed, tau, ctx.hard, ctx.dim), ctx.dim)
@@ -168,10 +156,11 @@ class GumbelSoftmaxRules:
 
     @staticmethod
     def jvp(ctx, d_logits, _d_seed, d_tau, _d_hard, _d_dim, _d_estimator=None, _d_rao_samples=None):
-        saved, seed, tau = GumbelSoftmaxRules._unpack(ctx)
+        saved, seed, tau, sample = saved_values(ctx)
         tangent = None
         if d_logits is not None:
-            tangent = GumbelSoftmaxRules._vjp_in_logits(ctx, d_logits, saved, seed, tau)  # symmetric: JVP = VJP
+            # Symmetric: the JVP is the VJP.
+            tangent = GumbelSoftmaxRules._vjp_in_logits(ctx, d_logits, saved, seed, tau, sample)
         if d_tau is not None:
             GumbelSoftmaxRules._check_temperature_derivative(ctx)
             sensitivity = _temperature_sensitivity(_soft_sample(saved, seed, tau, ctx.hard, ctx.dim), ctx.dim)

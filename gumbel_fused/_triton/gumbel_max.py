@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from .rng import gumbel_noise
-from .tiles import launch_rowwise, load_tile
+from .tiles import checked_temperature, launch_rowwise, load_tile, scalar_argument
 
 
 @triton.jit
@@ -47,12 +47,12 @@ def undefined_rows(row_max, row_nans):
     return (row_nans > 0) | (row_max == float("-inf")) | (row_max == float("inf"))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # an int seed: no variant per value
 def _gumbel_max_kernel(
     x_ptr,  # logits, (outer, K, inner) with any strides
     out_ptr,  # int64 draws, contiguous (outer, inner): row r = o * inner + i at offset r
-    seed_ptr,  # 0-dim int64 Philox seed; loaded here so the host never syncs on it
-    temperature_ptr,  # 0-dim fp64 temperature, read here: a new one never recompiles
+    seed,  # Philox seed: an int, or a 0-dim int64 tensor (see tiles.scalar_argument)
+    temperature,  # a float, or a 0-dim tensor, so a new one never recompiles
     n_rows,  # outer * inner logical rows
     n_cols,  # K categories
     inner,  # size of the dimensions after the category dimension
@@ -63,8 +63,8 @@ def _gumbel_max_kernel(
     BLOCK_K: tl.constexpr,
 ):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)  # int64: rows * K may pass 2**31
-    seed = tl.load(seed_ptr)
-    temperature = tl.load(temperature_ptr).to(MATH_DTYPE)
+    seed = scalar_argument(seed)
+    temperature = checked_temperature(temperature, MATH_DTYPE)
     n_groups = (n_cols + 3) // 4
     row_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)
     row_argmax = tl.zeros((BLOCK_R,), tl.int64)

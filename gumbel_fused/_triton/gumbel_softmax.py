@@ -26,7 +26,7 @@ from ..reference.estimators import check_sample, estimator_index
 from ..reference.rng import math_dtype
 from .estimators import GUMBEL_RAO, ST, estimator_grad, estimator_tiling
 from .rng import gumbel_noise, logit_shift
-from .tiles import launch_config, launch_rowwise, load_tile, store_tile
+from .tiles import checked_temperature, launch_config, launch_rowwise, load_tile, scalar_argument, store_tile
 
 
 @triton.jit
@@ -185,12 +185,12 @@ def _one_hot(cols, row_argmax, invalid):
     return tl.where(invalid[:, None], float("nan"), y)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # an int seed: no variant per value
 def _gumbel_softmax_fwd_kernel(
     x_ptr,  # logits, (outer, K, inner) with any strides
     out_ptr,  # output, contiguous (outer, K, inner), logits' dtype
-    seed_ptr,  # 0-dim int64 Philox seed; loaded here so the host never syncs on it
-    tau_ptr,  # 0-dim fp64 temperature, read here: annealing tau never recompiles
+    seed,  # Philox seed: an int, or a 0-dim int64 tensor (see tiles.scalar_argument)
+    tau,  # temperature: a float, or a 0-dim tensor, so annealing tau never recompiles
     n_rows,  # outer * inner logical rows
     n_cols,  # K categories
     inner,  # size of the dimensions after the category dimension
@@ -202,8 +202,8 @@ def _gumbel_softmax_fwd_kernel(
     BLOCK_K: tl.constexpr,
 ):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)  # int64: rows * K may pass 2**31
-    seed = tl.load(seed_ptr)
-    tau = tl.load(tau_ptr).to(MATH_DTYPE)
+    seed = scalar_argument(seed)
+    tau = checked_temperature(tau, MATH_DTYPE)
     n_groups = (n_cols + 3) // 4
     if SINGLE_PASS:
         z = _whole_row_perturbed_logits(
@@ -232,13 +232,13 @@ def _gumbel_softmax_fwd_kernel(
             store_tile(out_ptr, y, rows, col0, n_rows, n_cols, inner, BLOCK_K)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # an int seed: no variant per value
 def _gumbel_softmax_bwd_kernel(
     dy_ptr,  # upstream gradient, (outer, K, inner) with any strides
     saved_ptr,  # the logits (RECOMPUTE) or the soft sample y, (outer, K, inner) with any strides
     dx_ptr,  # gradient w.r.t. the logits, contiguous (outer, K, inner)
-    seed_ptr,  # 0-dim int64 Philox seed of the forward call
-    tau_ptr,  # 0-dim fp64 temperature
+    seed,  # Philox seed of the forward call: an int, or a 0-dim int64 tensor
+    tau,  # temperature: a float, or a 0-dim tensor
     n_rows, n_cols, inner,
     stride_dy_outer, stride_dy_col, stride_dy_inner,
     stride_saved_outer, stride_saved_col, stride_saved_inner,
@@ -258,8 +258,8 @@ def _gumbel_softmax_bwd_kernel(
     #   dL/dx_j = dL/dz_j / tau
     # The straight-through estimator of hard mode uses exactly this gradient of the soft sample.
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    seed = tl.load(seed_ptr)
-    tau = tl.load(tau_ptr).to(MATH_DTYPE)
+    seed = scalar_argument(seed)
+    tau = checked_temperature(tau, MATH_DTYPE)
     n_groups = (n_cols + 3) // 4
     if ESTIMATOR != ST:
         estimator_grad(

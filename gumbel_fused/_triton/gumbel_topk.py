@@ -22,7 +22,7 @@ import triton.language as tl
 
 from ..reference.gumbel_topk import gumbel_topk_ref
 from .gumbel_max import count_nans, sampling_scores, undefined_rows
-from .tiles import TILE_ELEMENTS, launch_config, launch_rowwise
+from .tiles import TILE_ELEMENTS, checked_temperature, launch_config, launch_rowwise, scalar_argument
 
 # Largest k the kernel holds in registers; beyond it the launcher sorts with the reference (see gumbel_topk).
 MAX_FUSED_K = 4096
@@ -52,12 +52,12 @@ def _first_in_draw_order(best_z, best_col, slots):
     return first_col, first_slot
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # an int seed: no variant per value
 def _gumbel_topk_kernel(
     x_ptr,  # logits, (outer, K, inner) with any strides
     out_ptr,  # int64 draws, contiguous (outer, k, inner)
-    seed_ptr,  # 0-dim int64 Philox seed
-    temperature_ptr,  # 0-dim fp64 temperature
+    seed,  # Philox seed: an int, or a 0-dim int64 tensor
+    temperature,  # a float, or a 0-dim tensor
     n_rows,  # outer * inner logical rows
     n_cols,  # K categories
     inner,  # size of the dimensions after the category dimension
@@ -69,8 +69,8 @@ def _gumbel_topk_kernel(
     K_PAD: tl.constexpr,  # buffer length, a power of 2 >= k
 ):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    seed = tl.load(seed_ptr)
-    temperature = tl.load(temperature_ptr).to(MATH_DTYPE)
+    seed = scalar_argument(seed)
+    temperature = checked_temperature(temperature, MATH_DTYPE)
     n_groups = (n_cols + 3) // 4
     slots = tl.broadcast_to(tl.arange(0, K_PAD)[None, :], (BLOCK_R, K_PAD))
     best_z = tl.full((BLOCK_R, K_PAD), float("-inf"), MATH_DTYPE)

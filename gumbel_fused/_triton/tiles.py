@@ -50,6 +50,32 @@ def store_tile(ptr, values, rows, col0, n_rows, n_cols, inner, BLOCK_K: tl.const
     tl.store(ptr + offsets, values.to(ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def scalar_argument(value):
+    """A scalar kernel argument passed by value (a Python int or float: no tensor, no launch to make one) or
+    as a pointer to a 0-dim tensor (loaded here, so the host never syncs on it): its value."""
+    value = tl.to_tensor(value)  # a no-op when compiled; the interpreter passes Python scalars as they are
+    if value.dtype.is_ptr():
+        value = tl.load(value)
+    return value
+
+
+@triton.jit
+def checked_temperature(tau, MATH_DTYPE: tl.constexpr):
+    """A temperature argument (a float, or a pointer to a 0-dim floating tensor) in MATH_DTYPE.
+
+    NaN unless it is a normal, finite, positive number there (the range the host checks where it can):
+    a tau the host cannot read without a sync (a CUDA tensor, a float inside a compiled graph) gives NaN
+    samples, never silently wrong ones (tau = -1 would sample the argmin).
+    """
+    tau = scalar_argument(tau).to(MATH_DTYPE)
+    if MATH_DTYPE == tl.float64:
+        valid = (tau >= 2.2250738585072014e-308) & (tau <= 1.7976931348623157e308)
+    else:
+        valid = (tau >= 1.1754943508222875e-38) & (tau <= 3.4028234663852886e38)
+    return tl.where(valid, tau, float("nan"))
+
+
 def launch_config(
     n_rows: int,
     n_cols: int,

@@ -153,3 +153,23 @@ def exponential_from_uniform_ref(u: torch.Tensor, dtype: torch.dtype = torch.flo
 def math_dtype(dtype: torch.dtype) -> torch.dtype:
     """Accumulation dtype: fp32 for fp16/bf16/fp32, fp64 for fp64."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# splitmix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014; Vigna's
+# reference code): a 64-bit state advanced by the golden gamma, its output the state through this finalizer.
+_MASK64 = (1 << 64) - 1
+SPLITMIX_GAMMA = 0x9E3779B97F4A7C15
+SPLITMIX_MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+
+
+def seed_from_reservation(philox_seed: int, philox_offset: int) -> int:
+    """The contract seed of a reservation in a CUDA generator's Philox stream (``Generator.philox_state``).
+
+    splitmix64's output number ``offset // 4 + 1`` from state ``philox_seed``, shifted to 63 bits: a
+    different, well-mixed seed for each reservation of 4 values, and no kernel to draw it. ``philox_seed``
+    and ``philox_offset`` are the uint64 values (int64 bits are masked to them).
+    """
+    z = (philox_seed + ((philox_offset & _MASK64) // 4 + 1) * SPLITMIX_GAMMA) & _MASK64
+    z = ((z ^ (z >> 30)) * SPLITMIX_MIX[0]) & _MASK64
+    z = ((z ^ (z >> 27)) * SPLITMIX_MIX[1]) & _MASK64
+    return (z ^ (z >> 31)) >> 1

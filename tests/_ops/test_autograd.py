@@ -45,7 +45,8 @@ def reference(dim: int = -1):
 
 
 def logits(*shape, requires_grad=False):
-    return torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(7)).requires_grad_(requires_grad)
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    return x.requires_grad_(requires_grad)
 
 
 def weights(*shape):
@@ -63,12 +64,11 @@ def test_gradcheck_and_gradgradcheck_soft_in_logits_and_tau(dim):
 
 def test_gradients_of_every_order_match_the_reference():
     x, w = logits(4, 6), weights(4, 6)
+    def loss_of(sample):
+        return lambda x, tau: (sample(x, tau) * w).sum()
+
     for hard in (False, True):
         ours, theirs = fixed_noise(hard), reference()
-
-        def loss_of(sample):
-            return lambda x, tau: (sample(x, tau) * w).sum()
-
         for argnum in (0, 1):
             tau = torch.tensor(TAU, dtype=torch.float64)
             want_grad = torch.func.grad(loss_of(theirs), argnums=argnum)(x, tau)
@@ -132,17 +132,20 @@ def test_learnable_temperature_gets_its_gradient(hard, dtype):
     tau = torch.nn.Parameter(torch.full((1,), TAU, dtype=dtype))
     (fixed_noise(hard)(x, tau) * w).sum().backward()
     assert tau.grad.shape == (1,) and tau.grad.dtype == dtype
-    want = torch.func.grad(lambda t: (reference()(x.double(), t) * w.double()).sum())(torch.tensor(TAU, dtype=torch.float64))
-    torch.testing.assert_close(tau.grad.double(), want.reshape(1), rtol=1e-4 if dtype == torch.float32 else 1e-7, atol=1e-6)
+    loss = lambda t: (reference()(x.double(), t) * w.double()).sum()  # noqa: E731
+    want = torch.func.grad(loss)(torch.tensor(TAU, dtype=torch.float64)).reshape(1)
+    torch.testing.assert_close(tau.grad.double(), want, rtol=1e-4 if dtype == torch.float32 else 1e-7, atol=1e-6)
 
 
 def test_vmap_of_grad_matches_per_sample_gradients():
     xs, w = logits(3, 4, 6), weights(4, 6)
+    def loss_of(sample):
+        return lambda x: (sample(x) * w).sum()
+
     for hard in (False, True):
-        loss = lambda x: (fixed_noise(hard)(x) * w).sum()  # noqa: E731
-        batched = torch.func.vmap(torch.func.grad(loss), randomness="same")(xs)
+        batched = torch.func.vmap(torch.func.grad(loss_of(fixed_noise(hard))), randomness="same")(xs)
         for b in range(xs.shape[0]):
-            torch.testing.assert_close(batched[b], torch.func.grad(lambda x: (reference()(x) * w).sum())(xs[b]))
+            torch.testing.assert_close(batched[b], torch.func.grad(loss_of(reference()))(xs[b]))
 
 
 def test_vmap_keeps_torch_randomness_semantics_without_the_slow_fallback():

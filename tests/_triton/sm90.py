@@ -15,7 +15,8 @@ import textwrap
 
 # Defines, for the script after it: MATH (math dtypes by input dtype name) and stack_bytes(kernel, pointers,
 # constexprs, num_warps), the stack bytes of the kernel's cubin (None when it spills nothing). `pointers` maps the
-# pointer arguments to their types; the other runtime arguments are i32.
+# pointer arguments (and the scalar seed and temperature) to their types; the other runtime arguments are i32.
+# argument_forms(dtype, temperature) gives the seed and temperature types of each way the ops launch a kernel.
 _PRELUDE = textwrap.dedent(
     """
     import json, re, subprocess, sys, tempfile, os
@@ -37,6 +38,13 @@ _PRELUDE = textwrap.dedent(
             usage = subprocess.run([CUOBJDUMP, "-res-usage", f.name], capture_output=True, text=True).stdout
         spills = re.search(r"STACK:(\\d+)", usage)
         return int(spills.group(1)) if spills else None
+
+    def argument_forms(dtype, temperature):
+        # The seed and temperature as the ops launch the kernels: by value on eager CUDA calls (tau by
+        # pointer for fp64 math, which a Triton float argument would round to fp32), by pointer in
+        # compiled graphs and CUDA graph captures.
+        by_value = {"seed": "i64", temperature: "*fp64" if dtype == "fp64" else "fp32"}
+        return {"value": by_value, "pointer": {"seed": "*i64", temperature: "*fp64"}}
     """
 )
 

@@ -41,10 +41,13 @@ for kernel, n_tensors, flags in VARIANTS:
     tiling = T.estimator_tiling(flags.get("ESTIMATOR", 0), flags.get("RAO_BLOCK", 1))  # as the launcher does
     config = tiles.launch_config(outer * inner, n_cols, inner, fp64=dtype == 'fp64', **tiling)
     num_warps = config.pop("num_warps")
-    pointers = {name: "*" + dtype for name in kernel.arg_names[:n_tensors]}
-    pointers.update(seed_ptr="*i64", tau_ptr="*fp64")
-    constexprs = dict(config, MATH_DTYPE=MATH[dtype], **flags)
-    results[f"{kernel.__name__}{flags}"] = stack_bytes(kernel, pointers, constexprs, num_warps)
+    for form, scalars in argument_forms(dtype, "tau").items():
+        pointers = {name: "*" + dtype for name in kernel.arg_names[:n_tensors]}
+        pointers.update(scalars)
+        if flags.get("ESTIMATOR", 0) != T.ST:
+            pointers["sample_ptr"] = "*i64"
+        constexprs = dict(config, MATH_DTYPE=MATH[dtype], **flags)
+        results[f"{kernel.__name__}[{flags}, {form}]"] = stack_bytes(kernel, pointers, constexprs, num_warps)
 print(json.dumps(results))
 """
 

@@ -53,13 +53,17 @@ import torch
 from gumbel_fused._triton import gumbel_max as M, gumbel_topk as T, tiles
 
 outer, n_cols, inner, dtype, k = json.loads(sys.argv[1])
-pointers = dict(x_ptr="*" + dtype, out_ptr="*i64", seed_ptr="*i64", temperature_ptr="*fp64")
-config = tiles.launch_config(outer * inner, n_cols, inner, fp64=dtype == "fp64")
-warps = config.pop("num_warps")
-results = {"gumbel_max": stack_bytes(M._gumbel_max_kernel, pointers, dict(config, MATH_DTYPE=MATH[dtype]), warps)}
-config = T.topk_launch_config(outer * inner, n_cols, inner, triton.next_power_of_2(k), fp64=dtype == "fp64")
-warps = config.pop("num_warps")
-results["gumbel_topk"] = stack_bytes(T._gumbel_topk_kernel, pointers, dict(config, MATH_DTYPE=MATH[dtype]), warps)
+results = {}
+max_config = tiles.launch_config(outer * inner, n_cols, inner, fp64=dtype == "fp64")
+max_warps = max_config.pop("num_warps")
+topk_config = T.topk_launch_config(outer * inner, n_cols, inner, triton.next_power_of_2(k), fp64=dtype == "fp64")
+topk_warps = topk_config.pop("num_warps")
+for form, scalars in argument_forms(dtype, "temperature").items():
+    pointers = dict(x_ptr="*" + dtype, out_ptr="*i64", **scalars)
+    constexprs = dict(max_config, MATH_DTYPE=MATH[dtype])
+    results[f"gumbel_max[{form}]"] = stack_bytes(M._gumbel_max_kernel, pointers, constexprs, max_warps)
+    constexprs = dict(topk_config, MATH_DTYPE=MATH[dtype])
+    results[f"gumbel_topk[{form}]"] = stack_bytes(T._gumbel_topk_kernel, pointers, constexprs, topk_warps)
 print(json.dumps(results))
 """
 

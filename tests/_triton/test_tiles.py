@@ -1,8 +1,13 @@
-"""Launch configuration of the Triton tile helpers: one case per branch of ``launch_config``."""
+"""The Triton tile helpers: one case per branch of ``launch_config``, and the kernels' scalar arguments."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
+import triton
+import triton.language as tl
 
 from gumbel_fused._triton import tiles
 
@@ -24,3 +29,28 @@ def test_launch_config_branches(shape, single_pass, block_r):
     assert config["BLOCK_R"] == block_r
     assert config["BLOCK_K"] % 4 == 0  # chunks hold whole Philox groups
     assert config["BLOCK_R"] * config["BLOCK_K"] <= tiles.MAX_SINGLE_BLOCK
+
+
+@triton.jit
+def _checked_temperature_kernel(tau, out_ptr, MATH_DTYPE: tl.constexpr):
+    tl.store(out_ptr, tiles.checked_temperature(tau, MATH_DTYPE))
+
+
+@pytest.mark.parametrize("math_dtype", [torch.float32, torch.float64])
+def test_checked_temperature_reads_values_and_pointers_and_poisons_invalid_ones(math_dtype):
+    info = torch.finfo(math_dtype)
+    valid = [0.7, 1.0, 25.0]
+    invalid = [-1.0, 0.0, math.nan, math.inf, -math.inf, info.tiny / 4]
+    if math_dtype == torch.float32:
+        invalid.append(1e39)  # beyond fp32: inf once converted
+    tl_dtype = tiles.TL_DTYPES[math_dtype]
+    for value in valid + invalid:
+        # By value (Triton passes a Python float as fp32) and by pointer to a 0-dim tensor of either dtype.
+        pointers = [(torch.tensor(value, dtype=dtype), dtype) for dtype in (torch.float64, torch.float32)]
+        for tau, source in [(value, torch.float32), *pointers]:
+            out = torch.empty((), dtype=math_dtype)
+            _checked_temperature_kernel[(1,)](tau, out, tl_dtype)
+            if value in valid:
+                assert out.item() == torch.tensor(value, dtype=source).to(math_dtype).item()
+            else:
+                assert math.isnan(out.item()), (value, tau)

@@ -17,6 +17,7 @@ from gumbel_fused.reference import (
     uniform_from_words_ref,
     uniform_ref,
 )
+from gumbel_fused.reference.rng import seed_from_reservation
 
 from ..helpers import golden_gumbel
 
@@ -167,3 +168,14 @@ def test_uniforms_are_uniform():
 
     u = uniform_ref(99, 1, 100_000, 1).flatten().numpy()
     assert stats.kstest(u, "uniform").pvalue > 1e-4
+
+
+def test_seed_from_reservation_is_splitmix64():
+    # Vigna's splitmix64 from state 0 gives 0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, ...: reservations at
+    # offsets 0, 4, ... of a generator seeded 0 take those outputs, shifted to 63 bits.
+    assert seed_from_reservation(0, 0) == 0xE220A8397B1DCDAF >> 1
+    assert seed_from_reservation(0, 4) == 0x6E789E6AA1B965F4 >> 1
+    # The seed and the offset are uint64 bits in int64 tensors: negative values are their uint64 values.
+    assert seed_from_reservation(-1, 8) == seed_from_reservation(2**64 - 1, 8)
+    seeds = {seed_from_reservation(12345, 4 * n) for n in range(10000)}
+    assert len(seeds) == 10000 and max(seeds) < 2**63

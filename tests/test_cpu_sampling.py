@@ -1,0 +1,46 @@
+"""The C++ sampling kernels (csrc/gumbel_max.cpp, gumbel_topk.cpp, sampling.h): their two layouts and their split
+of the work give the same draws. Agreement with the reference and the laws: test_sampling*.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gumbel_fused import _cpu
+
+from .helpers import run_gumbel_max, run_gumbel_topk
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernels():
+    if _cpu.load_cpu_kernels() is None:
+        pytest.skip("no C++ kernels")
+
+
+# (outer, K, inner): row tiles (short rows), column tiles (one segment a row), column tiles cut into segments.
+SHAPES = [(37, 10, 1), (40, 1500, 1), (3, 70000, 1), (1, 128256, 1)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_draws_do_not_depend_on_the_thread_count(shape):
+    x = torch.randn(shape)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, max(2, threads)):
+            torch.set_num_threads(n)
+            results.append((run_gumbel_max("cpu", x, 3, 0.9), run_gumbel_topk("cpu", x, 3, 0.9, 50 if shape[1] > 50 else 4)))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+def test_column_tiles_and_row_tiles_draw_the_same(dtype):
+    # Contiguous rows of 5000 take the column tiles; the same values stored column-major take the row tiles
+    # (K is strided): the scores are the same bits, so the draws are equal, not just close.
+    x = torch.randn(20, 5000, 1).to(dtype)
+    strided = x.squeeze(-1).t().contiguous().t().unsqueeze(-1)
+    assert strided.stride(1) != 1
+    assert torch.equal(run_gumbel_max("cpu", x, 8, 1.3), run_gumbel_max("cpu", strided, 8, 1.3))
+    assert torch.equal(run_gumbel_topk("cpu", x, 8, 1.3, 30), run_gumbel_topk("cpu", strided, 8, 1.3, 30))
