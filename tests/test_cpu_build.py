@@ -42,8 +42,10 @@ def test_isa_variant_and_vector_width(kernels):
 
 
 def test_shipped_extension_has_no_debug_entry_points(kernels):
-    # Exactly the ops' entry points: gumbel_softmax's two directions and the two sampling ops.
-    assert {name for name in dir(kernels) if not name.startswith("__")} == {"fwd", "bwd", "gumbel_max", "gumbel_topk"}
+    # Exactly the ops' entry points: gumbel_softmax's two directions, the two sampling ops, and the eager
+    # path's seed draw.
+    expected = {"fwd", "bwd", "gumbel_max", "gumbel_topk", "seed"}
+    assert {name for name in dir(kernels) if not name.startswith("__")} == expected
 
 
 def test_sources_are_every_cpp_and_header_of_csrc():

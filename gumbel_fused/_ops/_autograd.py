@@ -23,6 +23,9 @@ from torch.autograd import forward_ad
 from ._dispatch import LIBRARY, KernelOp, runs_plain_eager
 
 
+_SAVED_TENSOR = object()  # marks a tensor's place in ctx.saved_values (None is a value: an absent tensor)
+
+
 def save_values(ctx, *values) -> None:
     """Keep ``values`` for the rules' backward and jvp: tensors through ``save_for_backward`` (version checks,
     saved-tensor hooks) and, where a jvp may follow, ``save_for_forward``; anything else (a float tau, an int
@@ -31,13 +34,13 @@ def save_values(ctx, *values) -> None:
     ctx.save_for_backward(*tensors)
     if forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active():
         ctx.save_for_forward(*tensors)
-    ctx.saved_values = tuple(None if isinstance(v, torch.Tensor) else v for v in values)
+    ctx.saved_values = tuple(_SAVED_TENSOR if isinstance(v, torch.Tensor) else v for v in values)
 
 
 def saved_values(ctx) -> tuple:
     """The ``values`` of :func:`save_values`, in their order."""
     tensors = iter(ctx.saved_tensors)
-    return tuple(next(tensors) if v is None else v for v in ctx.saved_values)
+    return tuple(next(tensors) if v is _SAVED_TENSOR else v for v in ctx.saved_values)
 
 
 def differentiable(op: KernelOp, rules: type) -> Callable:
