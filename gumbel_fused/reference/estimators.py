@@ -144,7 +144,7 @@ def estimator_grad_ref(
     tau = torch.as_tensor(tau, dtype=mdt, device=x.device)
     x_max = x.detach().amax(dim=1, keepdim=True)
     invalid = ~torch.isfinite(x_max) | x.detach().isnan().any(dim=1, keepdim=True)  # the forward's NaN rows
-    one_hot = torch.zeros(x.shape, dtype=mdt, device=x.device).scatter_(1, sample, 1.0)
+    one_hot = torch.zeros(x.shape, dtype=mdt, device=x.device).scatter(1, sample, 1.0)  # out of place: vmap
     if estimator == "plain_st":
         dx = _softmax_vjp(torch.softmax(x / tau, dim=1), dy) / tau
     elif estimator == "reinmax":

@@ -24,7 +24,9 @@ def test_opcheck(estimator):
         x = torch.randn(shape, requires_grad=True)
         torch.library.opcheck(OPS.gumbel_softmax_fwd.default, (x, seed, tau, True, dim, estimator, 3))
         grad = torch.randn(shape)
-        torch.library.opcheck(OPS.gumbel_softmax_bwd.default, (grad, x.detach(), seed, tau, True, dim, estimator, 3))
+        sample = OPS.gumbel_softmax_fwd(x.detach(), seed, tau, True, dim).argmax(dim, keepdim=True)
+        args = (grad, x.detach(), seed, tau, True, dim, estimator, 3, sample)
+        torch.library.opcheck(OPS.gumbel_softmax_bwd.default, args)
 
 
 def test_every_estimator_draws_the_same_sample():
@@ -38,6 +40,7 @@ def test_every_estimator_draws_the_same_sample():
 
 @pytest.mark.parametrize("estimator", HARD_ESTIMATORS)
 def test_backward_saves_no_full_size_tensor_besides_logits(estimator):
+    # The logits, and the sampled category a row (so the backward draws no sample noise again).
     logits = torch.randn(64, 1000, requires_grad=True) * 1.0
     saved = []
 
@@ -47,7 +50,8 @@ def test_backward_saves_no_full_size_tensor_besides_logits(estimator):
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = gumbel_softmax(logits, 0.5, hard=True, estimator=estimator)
-    assert [t.data_ptr() for t in saved if t.numel() > 1] == [logits.data_ptr()]
+    assert [t.data_ptr() for t in saved if t.numel() > 64] == [logits.data_ptr()]
+    assert [t.shape for t in saved if 1 < t.numel() <= 64] == [(64, 1)]
     y.sum().backward()
 
 
@@ -65,9 +69,9 @@ def test_compile_fullgraph_matches_eager(estimator):
 
 
 def _surrogate(estimator: str, x0: torch.Tensor, seed: int, tau: float, rao_samples: int):
-    """The smooth function of the logits whose vector-Jacobian product the estimator returns at ``x0``:
-    a softmax of the logits plus a shift computed once at x0 and then held fixed (the sample, the
-    conditional noise, the gapped move), on ``(outer, K, inner)`` fp64 logits."""
+    """The sampled category at ``x0`` and the smooth function of the logits whose vector-Jacobian product the
+    estimator returns there: a softmax of the logits plus a shift computed once at x0 and then held fixed (the
+    sample, the conditional noise, the gapped move), on ``(outer, K, inner)`` fp64 logits."""
     k = perturbed_logits_ref(x0, seed, tau).argmax(dim=1, keepdim=True)
     one_hot = torch.zeros_like(x0).scatter_(1, k, 1.0).bool()
     if estimator == "st":
@@ -86,7 +90,7 @@ def _surrogate(estimator: str, x0: torch.Tensor, seed: int, tau: float, rao_samp
             e = exponential_from_uniform_ref(u, x0.dtype)
             top = log_z - torch.log((e * one_hot).sum(dim=1, keepdim=True))
             shifts.append(torch.where(one_hot, top, -torch.log(e * torch.exp(-x0) + torch.exp(-top))) - x0)
-    return lambda x: torch.stack([torch.softmax((x + shift) / tau, dim=1) for shift in shifts]).mean(dim=0)
+    return k, lambda x: torch.stack([torch.softmax((x + shift) / tau, dim=1) for shift in shifts]).mean(dim=0)
 
 
 @pytest.mark.parametrize("estimator", ["st", "plain_st", "gst", "gumbel_rao"])
@@ -97,7 +101,7 @@ def test_gradcheck_against_the_smooth_surrogate(estimator):
     # checked against its authors' backward in tests/reference/test_estimators.py instead).
     seed, tau, rao_samples = 3, 0.8, 4
     x0 = torch.randn(6, 5, 1, dtype=torch.float64)
-    surrogate = _surrogate(estimator, x0, seed, tau, rao_samples)
+    sample, surrogate = _surrogate(estimator, x0, seed, tau, rao_samples)
 
     class FusedBackward(torch.autograd.Function):
         @staticmethod
@@ -108,7 +112,8 @@ def test_gradcheck_against_the_smooth_surrogate(estimator):
         @staticmethod
         def backward(ctx, grad):
             (x,) = ctx.saved_tensors
-            return OPS.gumbel_softmax_bwd(grad, x, *as_tensors(seed, tau, "cpu"), True, 1, estimator, rao_samples)
+            seed_tau = as_tensors(seed, tau, "cpu")
+            return OPS.gumbel_softmax_bwd(grad, x, *seed_tau, True, 1, estimator, rao_samples, sample)
 
     assert torch.autograd.gradcheck(FusedBackward.apply, (x0.clone().requires_grad_(),))
 

@@ -21,6 +21,12 @@ SEED = 97
 RAO_SAMPLES = 4
 
 
+def _estimator_bwd(dy, logits, seed, tau, estimator, rao_samples):
+    """The backward op's reference for the hard sample the forward draws with ``seed``."""
+    sample = perturbed_logits_ref(logits, seed, tau).argmax(dim=1, keepdim=True)
+    return gumbel_softmax_bwd_ref(dy, logits, torch.tensor(seed), tau, True, estimator, rao_samples, sample)
+
+
 def _published_grad(estimator: str, logits: torch.Tensor, dy: torch.Tensor, tau: float) -> torch.Tensor:
     """The authors' form's gradient on ``(N, K)`` logits, with the sample and (Gumbel-Rao) the exponential
     noise of the contract, as the fused op draws them."""
@@ -46,8 +52,7 @@ def test_reference_matches_published_form(estimator, tau):
     logits = torch.randn(64, 9, generator=gen, dtype=torch.float64) * 2
     dy = torch.randn(64, 9, generator=gen, dtype=torch.float64)
     want = _published_grad(estimator, logits, dy, tau)
-    seed = torch.tensor(SEED)
-    got = gumbel_softmax_bwd_ref(dy.unsqueeze(-1), logits.unsqueeze(-1), seed, tau, True, estimator, RAO_SAMPLES)
+    got = _estimator_bwd(dy.unsqueeze(-1), logits.unsqueeze(-1), SEED, tau, estimator, RAO_SAMPLES)
     torch.testing.assert_close(got.squeeze(-1), want, rtol=1e-10, atol=1e-12)
 
 
@@ -58,7 +63,7 @@ def test_masked_categories_get_zero_gradient(estimator):
     logits = torch.randn(32, 7, 1, dtype=torch.float64)
     logits[:, 2] = float("-inf")
     dy = torch.randn(32, 7, 1, dtype=torch.float64)
-    got = gumbel_softmax_bwd_ref(dy, logits, torch.tensor(SEED), 0.7, True, estimator, 3)
+    got = _estimator_bwd(dy, logits, SEED, 0.7, estimator, 3)
     assert torch.equal(got[:, 2], torch.zeros(32, 1, dtype=torch.float64))
     assert got.isfinite().all()
 
@@ -70,10 +75,10 @@ def test_invalid_rows_are_nan_and_leave_the_others_alone(estimator):
     logits[2] = float("-inf")
     logits[3, 0] = float("inf")
     dy = torch.randn(5, 6, 1)
-    got = gumbel_softmax_bwd_ref(dy, logits, torch.tensor(SEED), 0.5, True, estimator, RAO_SAMPLES)
+    got = _estimator_bwd(dy, logits, SEED, 0.5, estimator, RAO_SAMPLES)
     assert got[1:4].isnan().all()
     assert got[[0, 4]].isfinite().all()
-    alone = gumbel_softmax_bwd_ref(dy[[0, 4]], logits[[0, 4]], torch.tensor(SEED), 0.5, True, estimator, RAO_SAMPLES)
+    alone = _estimator_bwd(dy[[0, 4]], logits[[0, 4]], SEED, 0.5, estimator, RAO_SAMPLES)
     # Rows 0 and 4 keep their noise only where their logical row index is unchanged: row 0.
     torch.testing.assert_close(got[0], alone[0])
 
