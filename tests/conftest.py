@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,12 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 def rng_golden() -> dict:
     """Philox words and uniforms produced by Triton itself for the RNG contract (data/make_rng_golden.py)."""
     return json.loads((DATA / "rng_golden.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo_cache():
+    """Each test compiles from an empty dynamo cache: tests compile the same public functions with other
+    constants (dim, estimator), and a shared cache would reach the recompile limit depending on test order."""
+    yield
+    if "torch._dynamo" in sys.modules:
+        torch._dynamo.reset()
