@@ -5,9 +5,10 @@
 writes ``DIR/benchmarks.md`` (machine details, a summary of the fused op's median speed-ups, the full
 table of median times, speed-ups against eager and torch.compile and achieved bandwidth, the memory,
 training-step, sampling, fallback and gradient-estimator tables) and ``DIR/benchmarks.png`` (elements/s
-against problem size, one line per implementation). Speed-up = median time of the baseline / median time of the fused op, so above 1
-means the fused op is faster. GB/s = the nominal bytes moved (see ``benchmarks/_common.py``) divided
-by the median time; on a GPU whose peak bandwidth is known it is also given as a percentage of peak.
+against problem size, one line per implementation). Speed-up = median time of the baseline / median time of
+the fused op, so above 1 means the fused op is faster. GB/s = the nominal bytes moved (see
+``benchmarks/_common.py``) divided by the median time; on a GPU whose peak bandwidth is known it is also given as
+a percentage of peak.
 """
 
 from __future__ import annotations

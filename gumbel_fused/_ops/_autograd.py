@@ -22,7 +22,6 @@ from torch.autograd import forward_ad
 
 from ._dispatch import LIBRARY, KernelOp, runs_plain_eager
 
-
 _SAVED_TENSOR = object()  # marks a tensor's place in ctx.saved_values (None is a value: an absent tensor)
 
 
