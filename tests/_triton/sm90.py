@@ -49,9 +49,10 @@ _PRELUDE = textwrap.dedent(
 )
 
 
-def assert_compiles_without_spills(script: str, case) -> None:
+def assert_compiles_without_spills(script: str, case, allowed: dict[str, int] | None = None) -> None:
     """Run ``script`` after the prelude with ``json.dumps(case)`` as argv[1]; it prints a JSON object of
-    ``{kernel variant: stack bytes}`` last, and every variant must compile and spill nothing."""
+    ``{kernel variant: stack bytes}`` last, and every variant must compile and spill nothing, except that a
+    variant whose name contains a key of ``allowed`` may spill up to that many bytes."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run(
         [sys.executable, "-c", _PRELUDE + textwrap.dedent(script), json.dumps(case)],
@@ -59,5 +60,9 @@ def assert_compiles_without_spills(script: str, case) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     stack = json.loads(proc.stdout.strip().splitlines()[-1])
-    spilling = {name: nbytes for name, nbytes in stack.items() if nbytes}
+    allowed = allowed or {}
+    spilling = {
+        name: nbytes for name, nbytes in stack.items()
+        if nbytes and nbytes > max((limit for key, limit in allowed.items() if key in name), default=0)
+    }  # fmt: skip
     assert not spilling, f"kernels spill registers to the stack (bytes): {spilling}"

@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("triton.backends.nvidia")
 
+from gumbel_fused.reference.estimators import ESTIMATORS  # noqa: E402
+
 from .sm90 import assert_compiles_without_spills  # noqa: E402
 
 # (outer, K, inner, dtype) per launch branch.
@@ -54,4 +56,6 @@ print(json.dumps(results))
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}-{c[3]}")
 def test_kernels_compile_for_sm90(case):
-    assert_compiles_without_spills(_SCRIPT, case)
+    # Gumbel-Rao's backward keeps a small stack frame (8-72 bytes measured, see _triton/estimators.py).
+    gumbel_rao = f"'ESTIMATOR': {ESTIMATORS.index('gumbel_rao')},"
+    assert_compiles_without_spills(_SCRIPT, case, allowed={gumbel_rao: 96})
