@@ -28,16 +28,11 @@ from gumbel_fused.reference import (
     uniform_from_words_ref,
 )
 
+from .conftest import DTYPES
+from .helpers import KERNEL_TOL
+
 PROBE_SOURCE = Path(__file__).resolve().parent / "cpu_probe" / "rng_probe.cpp"
-DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
-# Soft-sample tolerances (atol, rtol): the noise's logs are Cephes' (~1 ulp; |g| <= 21.5) rather than
-# Sleef's, so fp32 agrees to a few ulp; half types to one ulp of the output.
-TOL = {
-    torch.float16: (1e-3, 1e-3),
-    torch.bfloat16: (8e-3, 8e-3),
-    torch.float32: (2e-6, 2e-5),
-    torch.float64: (1e-13, 1e-12),
-}
+TOL = KERNEL_TOL  # (atol, rtol) by dtype
 SEED = 20240611
 TAU = 0.7
 

@@ -14,9 +14,17 @@ import torch
 from gumbel_fused.reference import gumbel_softmax_bwd_ref, perturbed_logits_ref
 
 from .conftest import DTYPES
-from .helpers import BACKENDS, assert_close_verbose, eager_soft, forward_sample, run_bwd, run_fwd
+from .helpers import (
+    BACKENDS,
+    KERNEL_TOL,
+    assert_close_verbose,
+    eager_soft,
+    forward_sample,
+    run_bwd,
+    run_fwd,
+)
 
-ATOL = {torch.float16: 1e-3, torch.bfloat16: 8e-3, torch.float32: 2e-6, torch.float64: 1e-12}
+ATOL = {dtype: atol for dtype, (atol, _rtol) in KERNEL_TOL.items()}
 TAU = 0.7
 SEED = 20240611
 
