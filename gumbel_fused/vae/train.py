@@ -241,6 +241,12 @@ def run(args: argparse.Namespace, process: Process) -> None:
         raise UsageError(f"--batch-size {args.batch_size} must be a multiple of the {process.world} processes")
     out, device = args.out, process.device
     checkpoint_path = out / "checkpoint.pt"
+    if not args.resume and checkpoint_path.exists():
+        # A fresh run would replace another run's checkpoint after its first epoch: never lose it silently.
+        raise UsageError(
+            f"--out {out} already holds a run's checkpoint.pt; pass --resume to continue it, or choose another "
+            "--out (or move that folder away) to start afresh"
+        )
     if process.is_main:
         _prepare_out(out)
     _choose_dataset(args, process)

@@ -149,6 +149,16 @@ def one_line_error(capsys) -> str:
     return lines[0]
 
 
+def test_a_fresh_run_never_replaces_another_runs_checkpoint(tmp_path, capsys):
+    assert run_main(tmp_path, "--epochs", "1") == 0
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert run_main(tmp_path, "--epochs", "1", "--seed", "4") == 2
+    line = one_line_error(capsys)
+    assert "already holds a run's checkpoint.pt" in line and "--resume" in line
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
 def test_unwritable_out_is_one_line_before_training(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     out = tmp_path / "file" / "out"  # below a regular file: unwritable whoever runs the test, root included
