@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from .rng import gumbel_noise
-from .tiles import checked_temperature, launch_rowwise, load_tile, scalar_argument, store_tile
+from .tiles import checked_temperature, launch_rowwise, load_tile, logit_shift, scalar_argument, store_tile
 
 
 @triton.jit
@@ -36,14 +36,6 @@ def _logits_tile(
         x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
         MATH_DTYPE, BLOCK_K,
     )
-
-
-@triton.jit
-def _logit_shift(x_max):
-    """What a row's logits are shifted by: their max, or 0 where it is not finite (NaN, +-inf), as
-    ``reference.row_shift``; such rows are NaN anyway."""
-    finite = (x_max == x_max) & (x_max != float("inf")) & (x_max != float("-inf"))
-    return tl.where(finite, x_max, 0.0)
 
 
 @triton.jit
@@ -77,7 +69,7 @@ def _whole_row_perturbed_logits(
     x = _logits_tile(
         x_ptr, rows, 0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_K,
     )
-    return _perturb(x, _logit_shift(tl.max(x, axis=1)), seed, tau, rows, 0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
+    return _perturb(x, logit_shift(tl.max(x, axis=1)), seed, tau, rows, 0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
 
 
 @triton.jit
@@ -123,7 +115,7 @@ def _row_stats(
             x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_K,
         )
         x_max = tl.maximum(x_max, tl.max(x, axis=1))
-        new_shift = _logit_shift(x_max)
+        new_shift = logit_shift(x_max)
         row_max -= (new_shift - shift) / tau  # -inf stays -inf: a finite shift never grows by inf
         shift = new_shift
         z = _perturb(x, shift, seed, tau, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)

@@ -2,8 +2,9 @@
 
 Gumbel-top-k trick (Kool, van Hoof, Welling, "Stochastic Beams and Where to Find Them", ICML 2019,
 arXiv:1903.06059): the indices of the k largest ``logits / T + g``, in decreasing order, are an ordered sample
-without replacement from softmax(logits / T), i.e. Plackett-Luce. The noise is ``gumbel_max``'s, so the first
-slot is ``gumbel_max``'s draw. A full stable sort is fine here: this is the oracle, speed is the kernels' job.
+without replacement from softmax(logits / T), i.e. Plackett-Luce. The keys are ``gumbel_max``'s, shifted by the
+row max (``sampling_scores_ref``), so the first slot is ``gumbel_max``'s draw. A full stable sort is fine here:
+this is the oracle, speed is the kernels' job.
 """
 
 from __future__ import annotations
