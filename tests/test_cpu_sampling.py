@@ -35,12 +35,31 @@ def test_draws_do_not_depend_on_the_thread_count(shape):
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e8], ids=["offset0", "offset1e8"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
-def test_column_tiles_and_row_tiles_draw_the_same(dtype):
+def test_column_tiles_and_row_tiles_draw_the_same(dtype, offset):
     # Contiguous rows of 5000 take the column tiles; the same values stored column-major take the row tiles
-    # (K is strided): the scores are the same bits, so the draws are equal, not just close.
-    x = torch.randn(20, 5000, 1).to(dtype)
+    # (K is strided): the scores are the same bits, so the draws are equal, not just close. At 1e8 each path
+    # finds the row max m its own way (a pass over the row, or over the tile's lanes) to shift by.
+    x = (torch.randn(20, 5000, 1) * 8 + offset).to(dtype)
     strided = x.squeeze(-1).t().contiguous().t().unsqueeze(-1)
     assert strided.stride(1) != 1
     assert torch.equal(run_gumbel_max("cpu", x, 8, 1.3), run_gumbel_max("cpu", strided, 8, 1.3))
     assert torch.equal(run_gumbel_topk("cpu", x, 8, 1.3, 30), run_gumbel_topk("cpu", strided, 8, 1.3, 30))
+
+
+@pytest.mark.parametrize("leaders", [(1e8, 1e8), (1e8 - 8, 1e8)], ids=["tied", "first-8-below"])
+def test_segments_shift_by_the_whole_row_max(leaders):
+    # One row of 70000 is cut into 8 segments (sampling.h row_segments); its two leaders sit in the first and the
+    # last. Every segment's keys must use the whole row's max m, found before any of them: a segment shifted by
+    # its own max would give its leader 1e8 - 8 the key 0 + g instead of -8 + g, and draw it half the time.
+    x = torch.full((1, 70_000, 1), 1e8 - 64)
+    x[0, 5], x[0, 69_990] = leaders
+    seeds = range(200)
+    draws = torch.stack([run_gumbel_max("cpu", x, seed, 1.0) for seed in seeds]).flatten()
+    assert torch.equal(draws, torch.stack([run_gumbel_max("reference", x, seed, 1.0) for seed in seeds]).flatten())
+    pairs = torch.stack([run_gumbel_topk("cpu", x, seed, 1.0, 2) for seed in seeds])
+    assert torch.equal(pairs, torch.stack([run_gumbel_topk("reference", x, seed, 1.0, 2) for seed in seeds]))
+    # P(first = 5) is 1/2 tied and 1 / (1 + e^8) = 3.4e-4 below: 75 to 125 of 200 (p < 1e-4 outside), or none.
+    first_drawn = int((draws == 5).sum())
+    assert 75 <= first_drawn <= 125 if leaders[0] == leaders[1] else first_drawn == 0
