@@ -29,15 +29,19 @@ def row_logit_shift(
     Why a first pass and not the running max that ``gumbel_softmax`` re-bases its statistics by: keys compared
     under one shift and re-based to another round differently from keys computed under the final shift, so the
     draw would depend on BLOCK_K, and differ from the reference's in rare near-ties. The pass reads only x.
+
+    The max is accumulated elementwise and reduced after the loop: a row reduction carried through the loop and
+    used more than once after it (as logit_shift does) trips an assertion in Triton 3.8's OptimizeThreadLocality
+    pass compiling for sm_90 (tests/_triton/test_sampling.py), and this is the form that pass would produce.
     """
-    x_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)
+    x_max = tl.full((BLOCK_R, BLOCK_K), float("-inf"), MATH_DTYPE)
     for col0 in range(0, BLOCK_K if SINGLE_PASS else n_cols, BLOCK_K):
         x = load_tile(
             x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
             MATH_DTYPE, BLOCK_K,
         )
-        x_max = tl.maximum(x_max, tl.max(x, axis=1))
-    return logit_shift(x_max)
+        x_max = tl.maximum(x_max, x)
+    return logit_shift(tl.max(x_max, axis=1))
 
 
 @triton.jit
