@@ -229,8 +229,10 @@ void parallel_rows(const Problem<acc_t>& problem, const Operand<const scalar_t>&
     const Segments segments = row_segments(problem.rows, problem.n_cols);
     auto row_of = [&](int64_t r) { return x.data + (r / problem.inner) * x.s0 + (r % problem.inner) * x.s2; };
     // A row of one segment finds its m in its own task, just before its keys, which then read it from cache (a
-    // 128256-float row is 0.5 MiB, within the 1 MiB L2 here); a pass of its own over (64, 128256) would read the
-    // logits from memory twice. Rows cut into segments (fewer than kMinTasks rows) need m before any segment's
+    // 128256-float row is 0.5 MiB: L2 is 512 KiB a core here, and the rest is in L3); a pass of its own over
+    // (64, 128256) would read the logits from memory twice. The max pass itself is not hidden: it streams the row
+    // from memory with nothing to overlap, +10-20% at (64, 128256) fp32 on a loaded 2-core EPYC VM; computing the
+    // max of the next row during this one's keys measured no better. Rows cut into segments (fewer than kMinTasks rows) need m before any segment's
     // keys: a first parallel pass takes each segment's max, ~8 column tiles a task (the max costs a few percent
     // of a key an element).
     std::vector<acc_t> segmented_shifts(segments.per_row > 1 ? problem.rows : 0);
