@@ -3,11 +3,12 @@
 Per row, the scores z = (x - m) / T + g of ``gumbel_max`` (m: ``row_logit_shift``'s first pass) are walked in
 BLOCK_K chunks while a buffer of the best K_PAD (= next power of 2 of k) pairs (z, column) seen so far stays in
 registers, unsorted. A chunk element enters when it beats the buffer's worst; entrants are taken largest first,
-each replacing the worst. Why this and not a sorting network: in a row in random order the i-th element enters with probability about
-k / i, so a row of V has about k (1 + ln(V / k)) entrants in all (~440 for k = 50, V = 128K), and each costs
-one max over a chunk and one min over the buffer: about 3 (BLOCK_K + K_PAD) operations. At BLOCK_K = 1024
-that is ~12% of the noise's own work for that row, where a bitonic top-k of every chunk (``tl.topk``) would
-cost ~25 compare-exchanges an element. The buffer is put in draw order at the end (k extractions).
+each replacing the worst. Why this and not a sorting network: in a row in random order the i-th element enters
+with probability about k / i, so a row of V has about k (1 + ln(V / k)) entrants in all (~440 for k = 50, V =
+128K), and each costs one max over a chunk and one min over the buffer: about 3 (BLOCK_K + K_PAD) operations. At
+BLOCK_K = 1024 that is ~12% of the noise's own work for that row, where a bitonic top-k of every chunk
+(``tl.topk``) would cost ~25 compare-exchanges an element. The buffer is put in draw order at the end (k
+extractions).
 
 Draw order: a larger z first, and on equal z the lower column, as ``gumbel_max`` and the reference's stable
 sort. -inf never enters (an entrant must beat the worst, which starts at -inf), so slots beyond the drawable
