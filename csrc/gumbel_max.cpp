@@ -1,7 +1,8 @@
-// gumbel_max for CPU tensors: one draw a row, argmax(x / T + g), fused: the logits are read once and one int64
-// is written a row; no softmax, no noise tensor. The scores come from sampling.h (row tiles, or column tiles for
-// long contiguous rows, split between threads), and the argmax from kernel_common.h's argmax_step, which skips
-// g's logs wherever a cheap bound shows the element cannot win (noise.h).
+// gumbel_max for CPU tensors: one draw a row, argmax((x - m) / T + g) with m the row max of x, fused: the logits
+// are read from memory once (the pass for m brings them into cache for the keys) and one int64 is written a row;
+// no softmax, no noise tensor. The scores come from sampling.h (row tiles, or column tiles for long contiguous
+// rows, split between threads), and the argmax from kernel_common.h's argmax_step, which skips g's logs wherever
+// a cheap bound shows the element cannot win (noise.h).
 #include "kernels.h"
 
 #include <ATen/Dispatch.h>
@@ -35,11 +36,13 @@ struct Best {
   int64_t result() const { return undefined_row(draw.z, nan) ? -1 : draw.col; }
 };
 
-// Folds one vector of scores into the running argmax; z = x / T + g, with g's logs pruned (argmax_step).
+// Folds one vector of scores into the running argmax; z = x' + g, with g's logs pruned (argmax_step). Every key
+// of a row has the same shift, so the bound x' + bound(w) is compared with the running best of the shifted keys:
+// the pruning is the unshifted one's, moved by the row's constant.
 template <typename acc_t>
 struct ArgmaxVisit {
   RowArgmax<acc_t>& argmax;
-  const DivideByTau<acc_t> unit{acc_t(1)};  // x arrives divided by T: z = x + g
+  const DivideByTau<acc_t> unit{acc_t(1)};  // x' arrives shifted and divided by T: z = x' + g
   void operator()(int h, const Vectorized<acc_t>& x, const uint32_t* w, int64_t col) const {
     argmax_step(argmax, h, x, w, col, unit, can_prune(acc_t(1), col));
   }
@@ -52,11 +55,10 @@ void gumbel_max_kernel(const Problem<acc_t>& problem, const at::Tensor& logits, 
   const Segments segments = row_segments(problem.rows, problem.n_cols);
   std::vector<Best<acc_t>> partial(columns ? problem.rows * segments.per_row : 0);
   parallel_rows(
-      problem, x.s1,
-      [&](int64_t task, int64_t r, int64_t begin, int64_t end) {
+      problem, x,
+      [&](int64_t task, int64_t r, const scalar_t* row, int64_t begin, int64_t end, acc_t shift) {
         RowArgmax<acc_t> argmax;
-        const scalar_t* row = x.data + (r / problem.inner) * x.s0 + (r % problem.inner) * x.s2;
-        visit_column_tiles(problem, row, r, begin, end, ArgmaxVisit<acc_t>{argmax});
+        visit_column_tiles(problem, row, r, begin, end, shift, ArgmaxVisit<acc_t>{argmax});
         acc_t max[kLanes];
         typename RowArgmax<acc_t>::index_t arg[kLanes];
         for (int h = 0; h < RowArgmax<acc_t>::H; ++h) {
@@ -65,9 +67,9 @@ void gumbel_max_kernel(const Problem<acc_t>& problem, const at::Tensor& logits, 
         }
         for (int j = 0; j < kLanes; ++j) partial[task].merge(max[j], arg[j] + int64_t{kChunk} * j);
       },
-      [&](int64_t r0, int count, const uint64_t* row_base) {
+      [&](int64_t r0, int count, const uint64_t* row_base, const TileRows& rows, const acc_t* shifts) {
         RowArgmax<acc_t> argmax;
-        visit_row_tile(problem, x, tile_rows(r0, count, problem.inner, x.s0, x.s2), row_base, ArgmaxVisit<acc_t>{argmax});
+        visit_row_tile(problem, x, rows, row_base, shifts, ArgmaxVisit<acc_t>{argmax});
         acc_t max[kLanes];
         typename RowArgmax<acc_t>::index_t hot[kLanes];
         argmax.result(max, hot);  // -1 where the max is not finite: NaN (maximum propagates it), +inf or -inf

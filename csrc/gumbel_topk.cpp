@@ -1,7 +1,7 @@
-// gumbel_topk for CPU tensors: the k first draws of x / T + g a row in draw order (Gumbel-top-k, Kool et al.,
-// ICML 2019, arXiv:1903.06059), fused: one read of the logits, k int64 written a row, and a partial selection:
-// each row keeps a heap of its k best (score, column) so far, the last-drawn on top. An element enters when it is
-// drawn before that top; in a row in random order the i-th element does with probability about k / i, so a row
+// gumbel_topk for CPU tensors: the k first draws of (x - m) / T + g a row in draw order, m the row max of x
+// (sampling.h) (Gumbel-top-k, Kool et al., ICML 2019, arXiv:1903.06059), fused: one read of the logits from memory,
+// k int64 written a row, and a partial selection: each row keeps a heap of its k best (score, column) so far, the
+// last-drawn on top. An element enters when it is drawn before that top; in a row in random order the i-th element does with probability about k / i, so a row
 // of V sees about k (1 + ln(V / k)) heap updates. Everything else is the bound test of noise.h: a vector whose
 // every lane's upper bound on z is below its row's heap top skips g's logs, as the hard forward does.
 #include "kernels.h"
@@ -50,8 +50,9 @@ struct TopDraws {
 
 // Offers one vector of scores to the heaps of its lanes. Row tiles give each lane (a row) its own heap
 // (per_lane); column tiles feed one heap from every lane, lane j holding column col + kChunk * j. Skips g's logs
-// when no lane's bound on z reaches its heap's threshold: z <= x + bound, and a z strictly below the threshold
-// cannot be drawn before the top (fp32 math only, as in argmax_step; fp64 computes every z).
+// when no lane's bound on z reaches its heap's threshold: z <= x' + bound with x' = (x - m) / T, a heap holds keys
+// of its row only, all shifted by the same m, and a z strictly below the threshold cannot be drawn before the top
+// (fp32 math only, as in argmax_step; fp64 computes every z).
 template <typename acc_t>
 struct TopkVisit {
   TopDraws<acc_t>* heaps;
@@ -94,24 +95,23 @@ void gumbel_topk_kernel(const Problem<acc_t>& problem, const at::Tensor& logits,
   // out is (outer, k, inner) contiguous: slot s of row r = o * inner + i at o * k * inner + s * inner + i.
   auto slots_of = [&](int64_t r) { return out + (r / problem.inner) * k * problem.inner + r % problem.inner; };
   parallel_rows(
-      problem, x.s1,
-      [&](int64_t task, int64_t r, int64_t begin, int64_t end) {
+      problem, x,
+      [&](int64_t task, int64_t r, const scalar_t* row, int64_t begin, int64_t end, acc_t shift) {
         TopDraws<acc_t> heap(partial.data() + task * k, k);
         acc_t thresholds[kLanes];
         std::fill_n(thresholds, kLanes, heap.threshold());
-        const scalar_t* row = x.data + (r / problem.inner) * x.s0 + (r % problem.inner) * x.s2;
-        visit_column_tiles(problem, row, r, begin, end, TopkVisit<acc_t>{&heap, false, kChunk, thresholds});
+        visit_column_tiles(problem, row, r, begin, end, shift,
+                           TopkVisit<acc_t>{&heap, false, kChunk, thresholds});
         partial_nan[task] = heap.nan;
       },
-      [&](int64_t r0, int count, const uint64_t* row_base) {
+      [&](int64_t r0, int count, const uint64_t* row_base, const TileRows& rows, const acc_t* shifts) {
         std::vector<Draw<acc_t>> storage(kLanes * k);
         std::vector<TopDraws<acc_t>> heaps;
         heaps.reserve(kLanes);
         for (int j = 0; j < kLanes; ++j) heaps.emplace_back(storage.data() + j * k, k);
         acc_t thresholds[kLanes];
         std::fill_n(thresholds, kLanes, heaps[0].threshold());
-        const TileRows rows = tile_rows(r0, count, problem.inner, x.s0, x.s2);
-        visit_row_tile(problem, x, rows, row_base, TopkVisit<acc_t>{heaps.data(), true, 0, thresholds});
+        visit_row_tile(problem, x, rows, row_base, shifts, TopkVisit<acc_t>{heaps.data(), true, 0, thresholds});
         for (int j = 0; j < count; ++j) heaps[j].write(slots_of(r0 + j), problem.inner);
       });
   if (!columns) return;

@@ -72,6 +72,26 @@ def test_gumbel_topk_matches_reference(backend, dtype, shape):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("top", [1e8, 1e30, -3e38], ids=str)
+def test_huge_logits_match_reference(backend, top):
+    # fp32 logits 0 to 3 spacings below `top` (8 at 1e8, where exp(-8 / T) still counts; far more at 1e30 and
+    # -3e38, where only the leaders' ties count): every backend shifts by the row max as the reference does.
+    top = torch.tensor(top).item()  # the fp32 number nearest
+    spacing = top - torch.tensor(top).nextafter(torch.tensor(float("-inf"))).item()
+    steps = torch.randint(0, 4, (40, 300, 1), generator=torch.Generator().manual_seed(9)).double()
+    x = (top - spacing * steps).float()
+    assert (x.double() == top - spacing * steps).all()  # exact: the values are fp32 numbers
+    draws = run_gumbel_max(backend, x, SEED, TEMPERATURE)
+    if abs(top) > 1e9:  # one spacing is over 1e22 / T: only the leaders (0 steps down) can be drawn
+        assert (steps.squeeze(-1).gather(1, draws) == 0).all()
+    differs = draws != run_gumbel_max("reference", x, SEED, TEMPERATURE)
+    assert (_closest_gap(x, 2)[differs] < 1e-5).all(), f"{backend}: {int(differs.sum())} draws differ away from a tie"
+    top5 = run_gumbel_topk(backend, x, SEED, TEMPERATURE, 5)
+    rows_differ = (top5 != run_gumbel_topk("reference", x, SEED, TEMPERATURE, 5)).any(dim=1)
+    assert (_closest_gap(x, 6)[rows_differ] < 1e-5).all(), f"{backend}: {int(rows_differ.sum())} rows differ"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_same_seed_identities(backend):
     # The same noise, element for element: gumbel_max = gumbel_softmax(hard).argmax at T = 1, and = top-k's first.
     x = _logits((200, 50, 1), torch.float32)
@@ -177,7 +197,8 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(TypeError, match="argument 'generator' must be torch.Generator"):
         gumbel_topk(x, 2, generator=5)
     for k in (-1, 6):
-        with pytest.raises(ValueError, match=rf"argument 'k' must be in \[0, 5\] \(the size of dimension 1\), but got {k}"):
+        message = rf"argument 'k' must be in \[0, 5\] \(the size of dimension 1\), but got {k}"
+        with pytest.raises(ValueError, match=message):
             gumbel_topk(x, k)
     with pytest.raises(ValueError, match=r"argument 'k' must be in \[0, 3\] \(the size of dimension 0\)"):
         gumbel_topk(x, 4, dim=0)

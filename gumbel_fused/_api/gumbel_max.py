@@ -22,9 +22,10 @@ def gumbel_max(
     """Draw one category from ``softmax(logits / temperature, dim)``, by the Gumbel-max trick.
 
     The index of ``argmax(logits / temperature + g)`` along ``dim``, with g ~ Gumbel(0, 1) from the project's
-    RNG contract (docs/DESIGN.md section 3): the same noise, element for element, as :func:`gumbel_softmax`
-    and :func:`gumbel_topk` draw from the same RNG state. So at temperature 1,
-    ``gumbel_max(x, dim) == gumbel_softmax(x, hard=True, dim=dim).argmax(dim)`` and
+    RNG contract (docs/DESIGN.md section 3), computed as ``(logits - m) / temperature + g`` with m the slice's
+    max (the same order; the shift keeps g at large |logits|, where 1e8 + g == 1e8 in fp32): the same noise,
+    element for element, as :func:`gumbel_softmax` and :func:`gumbel_topk` draw from the same RNG state. So at
+    temperature 1, ``gumbel_max(x, dim) == gumbel_softmax(x, hard=True, dim=dim).argmax(dim)`` and
     ``gumbel_max(x, dim) == gumbel_topk(x, k, dim).select(dim, 0)``, seed for seed. One pass over the logits,
     like ``torch.multinomial(softmax(logits), 1)`` but without the softmax; not differentiable.
 

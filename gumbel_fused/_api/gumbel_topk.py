@@ -26,9 +26,10 @@ def gumbel_topk(
 ) -> torch.Tensor:
     """Draw k categories without replacement from ``softmax(logits / temperature, dim)``, in draw order.
 
-    The indices of the k largest ``logits / temperature + g`` along ``dim``, largest first (the Gumbel-top-k
-    trick: Kool, van Hoof, Welling, ICML 2019, arXiv:1903.06059): slot 0 is a draw from the softmax, slot 1 a
-    draw from the rest renormalized, and so on (Plackett-Luce). The noise is :func:`gumbel_max`'s, so slot 0
+    The indices of the k largest ``logits / temperature + g`` along ``dim``, largest first (computed shifted
+    by the slice's max, as :func:`gumbel_max`; the Gumbel-top-k trick: Kool, van Hoof, Welling, ICML 2019,
+    arXiv:1903.06059): slot 0 is a draw from the softmax, slot 1 a draw from the rest renormalized, and so on
+    (Plackett-Luce). The noise is :func:`gumbel_max`'s, so slot 0
     is ``gumbel_max(logits, dim)`` for the same RNG state. One pass over the logits, a partial selection per
     slice rather than a sort; not differentiable.
 

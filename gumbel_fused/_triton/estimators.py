@@ -25,8 +25,8 @@ import triton
 import triton.language as tl
 
 from ..reference.estimators import ESTIMATORS, GST_GAP, RAO_FIRST_STREAM
-from .rng import exponential_at, exponential_noise, logit_shift
-from .tiles import load_tile, store_tile
+from .rng import exponential_at, exponential_noise
+from .tiles import load_tile, logit_shift, store_tile
 
 # ESTIMATOR constexpr values: positions in reference.estimators.ESTIMATORS.
 ST = tl.constexpr(ESTIMATORS.index("st"))
@@ -61,7 +61,7 @@ def _row_shift(
     x_ptr, rows, n_rows, n_cols, inner, sx0, sx1, sx2,
     MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """Pass 1: the logits' shift m (their max, ``rng.logit_shift``), and whether the row is invalid (a NaN, or
+    """Pass 1: the logits' shift m (their max, ``tiles.logit_shift``), and whether the row is invalid (a NaN, or
     no finite max: its forward is NaN). Elementwise accumulators reduced once after the loop, as in pass 2 of
     estimator_grad (which says why)."""
     x_max = tl.full((BLOCK_R, BLOCK_K), float("-inf"), MATH_DTYPE)

@@ -1,10 +1,12 @@
 """Triton ``gumbel_max``: one categorical draw per row, and the helpers ``gumbel_topk`` shares.
 
-Per row: Philox words -> uniforms -> Gumbel noise -> z = x / T + g -> running argmax. Eager Gumbel-max makes
-four full-size passes (the noise, the division, the add, the argmax) and torch.multinomial three (softmax,
-its cumulative sum, the search); this kernel reads the logits once and writes one int64 a row: no softmax,
-no noise tensor, no one-hot. Rows of any length: the row is walked in BLOCK_K chunks with the running max.
-Tiles and launch configuration: ``tiles.py``; noise: ``rng.py``.
+Per row: Philox words -> uniforms -> Gumbel noise -> z = (x - m) / T + g -> running argmax, with m the row
+max of x (``tiles.logit_shift``, as ``reference.row_shift``: unshifted, fp32's spacing at |x| = 1e8 swallows g).
+Eager Gumbel-max makes four full-size passes (the noise, the division, the add, the argmax) and
+torch.multinomial three (softmax, its cumulative sum, the search); this kernel reads the logits once for m and
+once for the keys (the second read from cache) and writes one int64 a row: no softmax, no noise tensor, no
+one-hot. Rows of any length: the row is walked in BLOCK_K chunks with the running argmax, after a first pass over
+the chunks for m (``row_logit_shift``). Tiles and launch configuration: ``tiles.py``; noise: ``rng.py``.
 """
 
 from __future__ import annotations
@@ -14,25 +16,51 @@ import triton
 import triton.language as tl
 
 from .rng import gumbel_noise
-from .tiles import checked_temperature, launch_rowwise, load_tile, scalar_argument
+from .tiles import checked_temperature, launch_rowwise, load_tile, logit_shift, scalar_argument
+
+
+@triton.jit
+def row_logit_shift(
+    x_ptr, rows, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner,
+    SINGLE_PASS: tl.constexpr, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """m of whole ``rows`` (``logit_shift`` of their max), from a pass over their chunks before any key.
+
+    Why a first pass and not the running max that ``gumbel_softmax`` re-bases its statistics by: keys compared
+    under one shift and re-based to another round differently from keys computed under the final shift, so the
+    draw would depend on BLOCK_K, and differ from the reference's in rare near-ties. The pass reads only x.
+
+    The max is accumulated elementwise and reduced after the loop: a row reduction carried through the loop and
+    used more than once after it (as logit_shift does) trips an assertion in Triton 3.8's OptimizeThreadLocality
+    pass compiling for sm_90 (tests/_triton/test_sampling.py), and this is the form that pass would produce.
+    """
+    x_max = tl.full((BLOCK_R, BLOCK_K), float("-inf"), MATH_DTYPE)
+    for col0 in range(0, BLOCK_K if SINGLE_PASS else n_cols, BLOCK_K):
+        x = load_tile(
+            x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
+            MATH_DTYPE, BLOCK_K,
+        )
+        x_max = tl.maximum(x_max, x)
+    return logit_shift(tl.max(x_max, axis=1))
 
 
 @triton.jit
 def sampling_scores(
-    x_ptr, seed, temperature, rows, col0, n_rows, n_cols, n_groups, inner,
+    x_ptr, seed, temperature, shift, rows, col0, n_rows, n_cols, n_groups, inner,
     stride_outer, stride_col, stride_inner,
     MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """``z = x / T + g`` for columns [col0, col0 + BLOCK_K) of ``rows``, in MATH_DTYPE; -inf out of bounds.
+    """``z = (x - m) / T + g`` for columns [col0, col0 + BLOCK_K) of ``rows``, in MATH_DTYPE, with m = ``shift``
+    (``row_logit_shift``); -inf out of bounds.
 
-    A division, as the reference does, so that z rounds the same on every backend and, at T = 1, equals
-    ``gumbel_softmax``'s ``(x + g) / 1`` bit for bit.
+    The reference's order of operations, and a division, so that z rounds the same on every backend and, at
+    T = 1, equals ``gumbel_softmax``'s ``((x - m) + g) / 1`` bit for bit.
     """
     x = load_tile(
         x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
         MATH_DTYPE, BLOCK_K,
     )
-    return x / temperature + gumbel_noise(seed, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
+    return (x - shift[:, None]) / temperature + gumbel_noise(seed, rows, col0, n_groups, MATH_DTYPE, BLOCK_R, BLOCK_K)
 
 
 @triton.jit
@@ -69,9 +97,13 @@ def _gumbel_max_kernel(
     row_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)
     row_argmax = tl.zeros((BLOCK_R,), tl.int64)
     row_nans = tl.zeros((BLOCK_R,), tl.int32)
+    shift = row_logit_shift(
+        x_ptr, rows, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner,
+        SINGLE_PASS, MATH_DTYPE, BLOCK_R, BLOCK_K,
+    )
     for col0 in range(0, BLOCK_K if SINGLE_PASS else n_cols, BLOCK_K):
         z = sampling_scores(
-            x_ptr, seed, temperature, rows, col0, n_rows, n_cols, n_groups, inner,
+            x_ptr, seed, temperature, shift, rows, col0, n_rows, n_cols, n_groups, inner,
             stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
         )
         chunk_max, chunk_argmax = tl.max(z, axis=1, return_indices=True, return_indices_tie_break_left=True)

@@ -25,8 +25,16 @@ import triton.language as tl
 from ..reference.estimators import check_sample, estimator_index
 from ..reference.rng import math_dtype
 from .estimators import GUMBEL_RAO, ST, estimator_grad, estimator_tiling
-from .rng import gumbel_noise, logit_shift
-from .tiles import checked_temperature, launch_config, launch_rowwise, load_tile, scalar_argument, store_tile
+from .rng import gumbel_noise
+from .tiles import (
+    checked_temperature,
+    launch_config,
+    launch_rowwise,
+    load_tile,
+    logit_shift,
+    scalar_argument,
+    store_tile,
+)
 
 
 @triton.jit

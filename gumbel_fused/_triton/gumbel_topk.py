@@ -1,13 +1,14 @@
 """Triton ``gumbel_topk``: k draws without replacement per row, in draw order, by a partial selection.
 
-Per row, the scores z = x / T + g of ``gumbel_max`` are walked in BLOCK_K chunks while a buffer of the best
-K_PAD (= next power of 2 of k) pairs (z, column) seen so far stays in registers, unsorted. A chunk element
-enters when it beats the buffer's worst; entrants are taken largest first, each replacing the worst. Why
-this and not a sorting network: in a row in random order the i-th element enters with probability about
-k / i, so a row of V has about k (1 + ln(V / k)) entrants in all (~440 for k = 50, V = 128K), and each costs
-one max over a chunk and one min over the buffer: about 3 (BLOCK_K + K_PAD) operations. At BLOCK_K = 1024
-that is ~12% of the noise's own work for that row, where a bitonic top-k of every chunk (``tl.topk``) would
-cost ~25 compare-exchanges an element. The buffer is put in draw order at the end (k extractions).
+Per row, the scores z = (x - m) / T + g of ``gumbel_max`` (m: ``row_logit_shift``'s first pass) are walked in
+BLOCK_K chunks while a buffer of the best K_PAD (= next power of 2 of k) pairs (z, column) seen so far stays in
+registers, unsorted. A chunk element enters when it beats the buffer's worst; entrants are taken largest first,
+each replacing the worst. Why this and not a sorting network: in a row in random order the i-th element enters
+with probability about k / i, so a row of V has about k (1 + ln(V / k)) entrants in all (~440 for k = 50, V =
+128K), and each costs one max over a chunk and one min over the buffer: about 3 (BLOCK_K + K_PAD) operations. At
+BLOCK_K = 1024 that is ~12% of the noise's own work for that row, where a bitonic top-k of every chunk
+(``tl.topk``) would cost ~25 compare-exchanges an element. The buffer is put in draw order at the end (k
+extractions).
 
 Draw order: a larger z first, and on equal z the lower column, as ``gumbel_max`` and the reference's stable
 sort. -inf never enters (an entrant must beat the worst, which starts at -inf), so slots beyond the drawable
@@ -21,7 +22,7 @@ import triton
 import triton.language as tl
 
 from ..reference.gumbel_topk import gumbel_topk_ref
-from .gumbel_max import count_nans, sampling_scores, undefined_rows
+from .gumbel_max import count_nans, row_logit_shift, sampling_scores, undefined_rows
 from .tiles import TILE_ELEMENTS, checked_temperature, launch_config, launch_rowwise, scalar_argument
 
 # Largest k the kernel holds in registers; beyond it the launcher sorts with the reference (see gumbel_topk).
@@ -77,9 +78,12 @@ def _gumbel_topk_kernel(
     best_col = tl.full((BLOCK_R, K_PAD), -1, tl.int32)  # K < 2**31 (the op's check)
     row_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)
     row_nans = tl.zeros((BLOCK_R,), tl.int32)
+    shift = row_logit_shift(
+        x_ptr, rows, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, False, MATH_DTYPE, BLOCK_R, BLOCK_K,
+    )
     for col0 in range(0, n_cols, BLOCK_K):
         z = sampling_scores(
-            x_ptr, seed, temperature, rows, col0, n_rows, n_cols, n_groups, inner,
+            x_ptr, seed, temperature, shift, rows, col0, n_rows, n_cols, n_groups, inner,
             stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
         )
         row_max = tl.maximum(row_max, tl.max(z, axis=1))

@@ -82,12 +82,3 @@ def exponential_at(seed, rows, cols, n_groups, stream, MATH_DTYPE: tl.constexpr)
     lane = cols % 4
     word = tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
     return exponential_from_uniform(tl.maximum(uint_to_uniform_float(word), MIN_UNIFORM).to(MATH_DTYPE))
-
-
-@triton.jit
-def logit_shift(x_max):
-    """What a row's logits are shifted by before the noise is added: their max, or 0 where it is not finite
-    (NaN, +-inf), as ``reference.row_shift``; such rows are NaN anyway."""
-    finite = (x_max == x_max) & (x_max != float("inf")) & (x_max != float("-inf"))
-    return tl.where(finite, x_max, 0.0)
-

@@ -43,6 +43,14 @@ def load_tile(
 
 
 @triton.jit
+def logit_shift(x_max):
+    """What a row's logits are shifted by before the noise is added: their max, or 0 where it is not finite
+    (NaN, +-inf), as ``reference.row_shift``; such rows have no finite softmax and no draw anyway."""
+    finite = (x_max == x_max) & (x_max != float("inf")) & (x_max != float("-inf"))
+    return tl.where(finite, x_max, 0.0)
+
+
+@triton.jit
 def store_tile(ptr, values, rows, col0, n_rows, n_cols, inner, BLOCK_K: tl.constexpr):
     """Store a tile into a contiguous ``(outer, K, inner)`` tensor, converting to its dtype."""
     cols = col0 + tl.arange(0, BLOCK_K)
