@@ -70,6 +70,9 @@ def differentiable(op: KernelOp, rules: type) -> Callable:
     )
 
     def call(*args):
+        # Every way in sees the schema's full argument list, so the rules' setup_context needs no defaults of
+        # its own (the dispatcher's autograd fills them in the same way).
+        args = op.complete(args)
         if runs_plain_eager(args[0]):
             if (torch.is_grad_enabled() and torch._C._any_requires_grad(*args)) or forward_ad._current_level >= 0:
                 return eager.apply(*args)

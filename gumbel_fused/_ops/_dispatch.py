@@ -147,15 +147,15 @@ class KernelOp:
             return self._cpu_kernel(args, validate=False)
         return self._run(self._cuda_kernel if first.is_cuda else self._reference, args)
 
-    def _complete(self, args: tuple) -> tuple:
-        # Omitted trailing arguments, by a caller or by the dispatcher (it drops those equal to their
-        # defaults before calling a Python kernel), from the schema.
+    def complete(self, args: tuple) -> tuple:
+        """``args`` with omitted trailing arguments filled from the schema's defaults (a caller may omit them,
+        and the dispatcher drops those equal to their defaults before calling a Python kernel)."""
         return args + self._defaults[len(args) :] if len(args) < len(self._defaults) else args
 
     def _run(self, kernel: Callable, args: tuple):
         """``kernel`` on the ``(outer, K, inner)`` views of the rowwise arguments (and without ``dim``), its
         output viewed back: its middle dimensions take the place of ``dim`` in the caller's shape."""
-        args = self._complete(args)
+        args = self.complete(args)
         if self._dim is None:
             return kernel(*args)
         shape, dim = args[0].shape, args[self._dim]
@@ -165,9 +165,9 @@ class KernelOp:
         outer, inner = math.prod(shape[:dim]), math.prod(shape[dim + 1 :])
         for index in self._rowwise:
             index -= index > self._dim  # its place once dim is gone
-            # An optional rowwise tensor may be None or left out; each keeps its own size on dim (a per-row
-            # tensor has 1 there). Sizes as ints, not a tuple: 2 us less.
-            if index < len(args) and args[index] is not None:
+            # An optional rowwise tensor may be None; each keeps its own size on dim (a per-row tensor has 1
+            # there). Sizes as ints, not a tuple: 2 us less.
+            if args[index] is not None:
                 args[index] = args[index].reshape(outer, args[index].shape[dim], inner)
         out = kernel(*args)
         return out.view(*shape[:dim], *out.shape[1:-1], *shape[dim + 1 :])
@@ -182,7 +182,7 @@ class KernelOp:
             if kernels is None:
                 return self._run(self._reference, args)
             self._cpp_entry = getattr(kernels, self._cpp)
-        args = self._complete(args)
+        args = self.complete(args)
         if self._temperature is not None:
             index, name = self._temperature
             if validate or type(args[index]) is not float:

@@ -106,18 +106,13 @@ def _temperature_sensitivity(y: torch.Tensor, dim: int) -> torch.Tensor:
     return y_log_y - y * y_log_y.sum(dim, keepdim=True)
 
 
-_ESTIMATOR_DEFAULTS = ("st", 10)  # the schema's estimator and rao_samples
-
-
 class GumbelSoftmaxRules:
     """Autograd of ``gumbel_softmax_fwd(logits, seed, tau, hard, dim, estimator, rao_samples)``: gradients for
     logits and a tensor tau."""
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        logits, seed, tau, hard, dim = inputs[:5]
-        # A direct call may leave the trailing arguments to their defaults (the dispatcher fills them in).
-        ctx.estimator, ctx.rao_samples = (*inputs[5:], *_ESTIMATOR_DEFAULTS[len(inputs) - 5 :])
+        logits, seed, tau, hard, dim, ctx.estimator, ctx.rao_samples = inputs
         # Soft mode: y is the output, so keep it. Hard mode: the output is a one-hot, and keeping y too
         # would be a second full-size tensor; regenerate y (or what the estimator needs: softmaxes of the
         # logits, its own noise) from (logits, seed) when needed instead. An estimator other than "st" also
@@ -155,7 +150,7 @@ class GumbelSoftmaxRules:
         return d_logits, None, d_tau, None, None, None, None
 
     @staticmethod
-    def jvp(ctx, d_logits, _d_seed, d_tau, _d_hard, _d_dim, _d_estimator=None, _d_rao_samples=None):
+    def jvp(ctx, d_logits, _d_seed, d_tau, _d_hard, _d_dim, _d_estimator, _d_rao_samples):
         saved, seed, tau, sample = saved_values(ctx)
         tangent = None
         if d_logits is not None:
