@@ -53,10 +53,17 @@ def exponential_from_uniform(u):
 
 
 @triton.jit
+def contract_exponential(u, MATH_DTYPE: tl.constexpr):
+    """Contract v2's Exp(1) value ``E = -log1p(-u)`` of fp32 contract uniforms, in MATH_DTYPE; u = 0 counts as
+    the smallest uniform, so E > 0 (``reference.exponential_from_uniform_ref``)."""
+    return exponential_from_uniform(tl.maximum(u, MIN_UNIFORM).to(MATH_DTYPE))
+
+
+@triton.jit
 def gumbel_from_uniform(u, MATH_DTYPE: tl.constexpr):
     """Contract v2's Gumbel value ``-log(-log1p(-u))`` of fp32 contract uniforms, in MATH_DTYPE; u = 0 counts
     as the smallest uniform, so g <= 21.49 everywhere."""
-    return -tl.log(exponential_from_uniform(tl.maximum(u, MIN_UNIFORM).to(MATH_DTYPE)))
+    return -tl.log(contract_exponential(u, MATH_DTYPE))
 
 
 @triton.jit
@@ -71,8 +78,7 @@ def exponential_noise(
 ):
     """Exp(1) noise E = -log1p(-u) of ``stream`` for a ``[BLOCK_R, BLOCK_K]`` tile, in MATH_DTYPE (u = 0 counts
     as the smallest uniform): the noise a gradient estimator draws of its own (docs/DESIGN.md section 3)."""
-    u = contract_uniforms(seed, rows, col0, n_groups, BLOCK_R, BLOCK_K, stream)
-    return exponential_from_uniform(tl.maximum(u, MIN_UNIFORM).to(MATH_DTYPE))
+    return contract_exponential(contract_uniforms(seed, rows, col0, n_groups, BLOCK_R, BLOCK_K, stream), MATH_DTYPE)
 
 
 @triton.jit
@@ -81,4 +87,4 @@ def exponential_at(seed, rows, cols, n_groups, stream, MATH_DTYPE: tl.constexpr)
     w0, w1, w2, w3 = contract_words(seed, rows * n_groups + cols // 4, stream)
     lane = cols % 4
     word = tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
-    return exponential_from_uniform(tl.maximum(uint_to_uniform_float(word), MIN_UNIFORM).to(MATH_DTYPE))
+    return contract_exponential(uint_to_uniform_float(word), MATH_DTYPE)
