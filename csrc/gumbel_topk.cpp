@@ -1,9 +1,10 @@
 // gumbel_topk for CPU tensors: the k first draws of (x - m) / T + g a row in draw order, m the row max of x
 // (sampling.h) (Gumbel-top-k, Kool et al., ICML 2019, arXiv:1903.06059), fused: one read of the logits from memory,
 // k int64 written a row, and a partial selection: each row keeps a heap of its k best (score, column) so far, the
-// last-drawn on top. An element enters when it is drawn before that top; in a row in random order the i-th element does with probability about k / i, so a row
-// of V sees about k (1 + ln(V / k)) heap updates. Everything else is the bound test of noise.h: a vector whose
-// every lane's upper bound on z is below its row's heap top skips g's logs, as the hard forward does.
+// last-drawn on top. An element enters when it is drawn before that top; in a row in random order the i-th
+// element does with probability about k / i, so a row of V sees about k (1 + ln(V / k)) heap updates. Everything
+// else is the bound test of noise.h: a vector whose every lane's upper bound on z is below its row's heap top
+// skips g's logs, as the hard forward does.
 #include "kernels.h"
 
 #include <ATen/Dispatch.h>
