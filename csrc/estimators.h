@@ -66,7 +66,10 @@ struct EstimatorTile {
   acc_t* w;   // a softmax's weights
   acc_t* dx;  // the gradient (ReinMax: first pi's weights; Gumbel-Rao: the running sum over repeats)
   EstimatorTile(acc_t* scratch, int64_t n_cols)
-      : x(scratch), dy(scratch + n_cols * kLanes), w(scratch + 2 * n_cols * kLanes), dx(scratch + 3 * n_cols * kLanes) {}
+      : x(scratch),
+        dy(scratch + n_cols * kLanes),
+        w(scratch + 2 * n_cols * kLanes),
+        dx(scratch + 3 * n_cols * kLanes) {}
 };
 
 // The sums of a softmax's weights w and of dy * w over a row, lane by lane: a running sum within a chunk of

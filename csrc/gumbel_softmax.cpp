@@ -10,7 +10,6 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/ops/empty.h>
@@ -18,7 +17,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <memory>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -322,25 +320,6 @@ C10_NOINLINE void estimator_bwd_tile(const Problem<acc_t>& problem, Estimator es
     const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
     store_chunk(out.data, dx_rows, out.s1, c0, nc, reinterpret_cast<const acc_t (*)[kLanes]>(tile.dx + c0 * kLanes));
   }
-}
-
-// Runs fn(r0, count, row_base, scratch) on every tile of 16 rows, in parallel. `scratch` is a per-task
-// buffer of `scratch_elements` (Scratch::elements; null for none), reused by the task's tiles.
-template <typename acc_t, typename Fn>
-void parallel_tiles(const Problem<acc_t>& problem, int64_t scratch_elements, const Fn& fn) {
-  const int64_t tiles = (problem.rows + kLanes - 1) / kLanes;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / (kLanes * problem.n_cols));
-  at::parallel_for(0, tiles, grain, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<acc_t[]> scratch(scratch_elements > 0 ? new acc_t[scratch_elements] : nullptr);
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t r0 = t * kLanes;
-      const int count = static_cast<int>(std::min<int64_t>(kLanes, problem.rows - r0));
-      TORCH_INTERNAL_ASSERT(count >= 1 && count <= kLanes);
-      uint64_t row_base[kLanes];  // counter of (row, column 0): n = r * ceil(K / 4)
-      for (int j = 0; j < kLanes; ++j) row_base[j] = static_cast<uint64_t>(r0 + j) * problem.key.groups;
-      fn(r0, count, row_base, scratch.get());
-    }
-  });
 }
 
 // A contiguous (outer, K, inner) output like `t`, backed by transparent huge pages when it is large.

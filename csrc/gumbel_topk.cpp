@@ -116,7 +116,8 @@ void gumbel_topk_kernel(const Problem<acc_t>& problem, const at::Tensor& logits,
         for (int j = 0; j < count; ++j) heaps[j].write(slots_of(r0 + j), problem.inner);
       });
   if (!columns) return;
-  at::parallel_for(0, problem.rows, std::max<int64_t>(1, kGrainElements / (segments.per_row * k)), [&](int64_t begin, int64_t end) {
+  const int64_t merge_grain = std::max<int64_t>(1, kGrainElements / (segments.per_row * k));
+  at::parallel_for(0, problem.rows, merge_grain, [&](int64_t begin, int64_t end) {
     std::vector<Draw<acc_t>> merged(k);
     for (int64_t r = begin; r < end; ++r) {
       // The row's k first draws are among its segments' k first: select them again from those.

@@ -2,12 +2,14 @@
 // and the checks of its tensors, the per-row running argmax, and the division by tau.
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <type_traits>
 
 #include "noise.h"
@@ -43,6 +45,25 @@ struct Problem {
 template <typename acc_t>
 Problem<acc_t> make_problem(const at::Tensor& t, int64_t seed, double tau) {
   return {t.size(1), t.size(2), t.size(0) * t.size(2), noise_key(seed, t.size(1)), static_cast<acc_t>(tau)};
+}
+
+// Runs fn(r0, count, row_base, scratch) on every tile of 16 rows, in parallel. `scratch` is a per-task
+// buffer of `scratch_elements` (null for none), reused by the task's tiles. Every tiled kernel runs through it.
+template <typename acc_t, typename Fn>
+void parallel_tiles(const Problem<acc_t>& problem, int64_t scratch_elements, const Fn& fn) {
+  const int64_t tiles = (problem.rows + kLanes - 1) / kLanes;
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / (kLanes * problem.n_cols));
+  at::parallel_for(0, tiles, grain, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<acc_t[]> scratch(scratch_elements > 0 ? new acc_t[scratch_elements] : nullptr);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t r0 = t * kLanes;
+      const int count = static_cast<int>(std::min<int64_t>(kLanes, problem.rows - r0));
+      TORCH_INTERNAL_ASSERT(count >= 1 && count <= kLanes);
+      uint64_t row_base[kLanes];  // counter of (row, column 0): n = r * ceil(K / 4)
+      for (int j = 0; j < kLanes; ++j) row_base[j] = static_cast<uint64_t>(r0 + j) * problem.key.groups;
+      fn(r0, count, row_base, scratch.get());
+    }
+  });
 }
 
 // Checks an (outer, K, inner) operand of an entry point: the op layer builds these views, so a failure here is

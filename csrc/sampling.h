@@ -232,9 +232,9 @@ void parallel_rows(const Problem<acc_t>& problem, const Operand<const scalar_t>&
     // 128256-float row is 0.5 MiB: L2 is 512 KiB a core here, and the rest is in L3); a pass of its own over
     // (64, 128256) would read the logits from memory twice. The max pass itself is not hidden: it streams the row
     // from memory with nothing to overlap, +10-20% at (64, 128256) fp32 on a loaded 2-core EPYC VM; computing the
-    // max of the next row during this one's keys measured no better. Rows cut into segments (fewer than kMinTasks rows) need m before any segment's
-    // keys: a first parallel pass takes each segment's max, ~8 column tiles a task (the max costs a few percent
-    // of a key an element).
+    // max of the next row during this one's keys measured no better. Rows cut into segments (fewer than
+    // kMinTasks rows) need m before any segment's keys: a first parallel pass takes each segment's max, ~8 column
+    // tiles a task (the max costs a few percent of a key an element).
     std::vector<acc_t> segmented_shifts(segments.per_row > 1 ? problem.rows : 0);
     if (segments.per_row > 1) {
       std::vector<acc_t> segment_max(problem.rows * segments.per_row);
@@ -266,19 +266,11 @@ void parallel_rows(const Problem<acc_t>& problem, const Operand<const scalar_t>&
     });
     return;
   }
-  const int64_t tiles = (problem.rows + kLanes - 1) / kLanes;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / (kLanes * problem.n_cols));
-  at::parallel_for(0, tiles, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t r0 = t * kLanes;
-      const int count = static_cast<int>(std::min<int64_t>(kLanes, problem.rows - r0));
-      uint64_t row_base[kLanes];  // counter of (row, column 0): n = r * ceil(K / 4)
-      for (int j = 0; j < kLanes; ++j) row_base[j] = static_cast<uint64_t>(r0 + j) * problem.key.groups;
-      const TileRows rows = tile_rows(r0, count, problem.inner, x.s0, x.s2);
-      acc_t shifts[kLanes];
-      row_tile_shifts(problem, x, rows, shifts);
-      tile_fn(r0, count, row_base, rows, shifts);
-    }
+  parallel_tiles(problem, 0, [&](int64_t r0, int count, const uint64_t* row_base, acc_t*) {
+    const TileRows rows = tile_rows(r0, count, problem.inner, x.s0, x.s2);
+    acc_t shifts[kLanes];
+    row_tile_shifts(problem, x, rows, shifts);
+    tile_fn(r0, count, row_base, rows, shifts);
   });
 }
 

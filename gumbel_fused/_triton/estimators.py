@@ -26,7 +26,7 @@ import triton.language as tl
 
 from ..reference.estimators import ESTIMATORS, GST_GAP, RAO_FIRST_STREAM
 from .rng import exponential_at, exponential_noise
-from .tiles import load_tile, logit_shift, store_tile
+from .tiles import load_tile, logit_shift, row_max_pass, store_tile, undefined_rows
 
 # ESTIMATOR constexpr values: positions in reference.estimators.ESTIMATORS.
 ST = tl.constexpr(ESTIMATORS.index("st"))
@@ -54,25 +54,6 @@ def estimator_tiling(estimator: int, rao_block: int) -> dict:
     if estimator == ST:
         return {}
     return dict(tile_elements=TILE_ELEMENTS[estimator], max_block_r=max(1, RAO_TABLE_ELEMENTS // rao_block))
-
-
-@triton.jit
-def _row_shift(
-    x_ptr, rows, n_rows, n_cols, inner, sx0, sx1, sx2,
-    MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    """Pass 1: the logits' shift m (their max, ``tiles.logit_shift``), and whether the row is invalid (a NaN, or
-    no finite max: its forward is NaN). Elementwise accumulators reduced once after the loop, as in pass 2 of
-    estimator_grad (which says why)."""
-    x_max = tl.full((BLOCK_R, BLOCK_K), float("-inf"), MATH_DTYPE)
-    nans = tl.zeros((BLOCK_R, BLOCK_K), tl.int32)
-    for col0 in range(0, n_cols, BLOCK_K):
-        x = load_tile(x_ptr, rows, col0, n_rows, n_cols, inner, sx0, sx1, sx2, float("-inf"), MATH_DTYPE, BLOCK_K)
-        x_max = tl.maximum(x_max, x)
-        nans += (x != x).to(tl.int32)
-    row_max = tl.max(x_max, axis=1)
-    invalid = (tl.sum(nans, axis=1) > 0) | (row_max == float("-inf")) | (row_max == float("inf"))
-    return logit_shift(row_max), invalid
 
 
 @triton.jit
@@ -127,7 +108,9 @@ def estimator_grad(
     MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """dL/dx of ``rows`` under ESTIMATOR, stored contiguously at ``dx_ptr``; NaN on invalid rows."""
-    shift, invalid = _row_shift(x_ptr, rows, n_rows, n_cols, inner, sx0, sx1, sx2, MATH_DTYPE, BLOCK_R, BLOCK_K)
+    # Pass 1: the shift m, and the invalid rows (a NaN, or no finite max: their forward is NaN).
+    x_max, nans = row_max_pass(x_ptr, rows, n_rows, n_cols, inner, sx0, sx1, sx2, False, MATH_DTYPE, BLOCK_R, BLOCK_K)
+    shift, invalid = logit_shift(x_max), undefined_rows(x_max, nans)
     k = _load_sample(sample_ptr, rows, n_rows, inner, ss0, ss2)
     # Pass 2: sums and dot products with dy of the first softmax (q or s), of pi, and dy_k. Accumulated
     # elementwise and reduced after the loop: a row reduction carried through the loop and used more than

@@ -6,7 +6,7 @@ Eager Gumbel-max makes four full-size passes (the noise, the division, the add, 
 torch.multinomial three (softmax, its cumulative sum, the search); this kernel reads the logits once for m and
 once for the keys (the second read from cache) and writes one int64 a row: no softmax, no noise tensor, no
 one-hot. Rows of any length: the row is walked in BLOCK_K chunks with the running argmax, after a first pass over
-the chunks for m (``row_logit_shift``). Tiles and launch configuration: ``tiles.py``; noise: ``rng.py``.
+the chunks for m (``tiles.row_max_pass``). Tiles and launch configuration: ``tiles.py``; noise: ``rng.py``.
 """
 
 from __future__ import annotations
@@ -16,32 +16,15 @@ import triton
 import triton.language as tl
 
 from .rng import gumbel_noise
-from .tiles import checked_temperature, launch_rowwise, load_tile, logit_shift, scalar_argument
-
-
-@triton.jit
-def row_logit_shift(
-    x_ptr, rows, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner,
-    SINGLE_PASS: tl.constexpr, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    """m of whole ``rows`` (``logit_shift`` of their max), from a pass over their chunks before any key.
-
-    Why a first pass and not the running max that ``gumbel_softmax`` re-bases its statistics by: keys compared
-    under one shift and re-based to another round differently from keys computed under the final shift, so the
-    draw would depend on BLOCK_K, and differ from the reference's in rare near-ties. The pass reads only x.
-
-    The max is accumulated elementwise and reduced after the loop: a row reduction carried through the loop and
-    used more than once after it (as logit_shift does) trips an assertion in Triton 3.8's OptimizeThreadLocality
-    pass compiling for sm_90 (tests/_triton/test_sampling.py), and this is the form that pass would produce.
-    """
-    x_max = tl.full((BLOCK_R, BLOCK_K), float("-inf"), MATH_DTYPE)
-    for col0 in range(0, BLOCK_K if SINGLE_PASS else n_cols, BLOCK_K):
-        x = load_tile(
-            x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
-            MATH_DTYPE, BLOCK_K,
-        )
-        x_max = tl.maximum(x_max, x)
-    return logit_shift(tl.max(x_max, axis=1))
+from .tiles import (
+    checked_temperature,
+    launch_rowwise,
+    load_tile,
+    logit_shift,
+    row_max_pass,
+    scalar_argument,
+    undefined_rows,
+)
 
 
 @triton.jit
@@ -51,7 +34,7 @@ def sampling_scores(
     MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """``z = (x - m) / T + g`` for columns [col0, col0 + BLOCK_K) of ``rows``, in MATH_DTYPE, with m = ``shift``
-    (``row_logit_shift``); -inf out of bounds.
+    (``tiles.row_max_pass``); -inf out of bounds.
 
     The reference's order of operations, and a division, so that z rounds the same on every backend and, at
     T = 1, equals ``gumbel_softmax``'s ``((x - m) + g) / 1`` bit for bit.
@@ -67,12 +50,6 @@ def sampling_scores(
 def count_nans(z):
     """NaNs a row of the tile: tl.max may skip them, so a row holding one is caught by this count."""
     return tl.sum((z != z).to(tl.int32), axis=1)
-
-
-@triton.jit
-def undefined_rows(row_max, row_nans):
-    """Rows with nothing to draw: a NaN, or no finite max (all -inf, or a +inf), where softmax is NaN."""
-    return (row_nans > 0) | (row_max == float("-inf")) | (row_max == float("inf"))
 
 
 @triton.jit(do_not_specialize=["seed"])  # an int seed: no variant per value
@@ -97,10 +74,14 @@ def _gumbel_max_kernel(
     row_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)
     row_argmax = tl.zeros((BLOCK_R,), tl.int64)
     row_nans = tl.zeros((BLOCK_R,), tl.int32)
-    shift = row_logit_shift(
+    # m from a first pass, not the running max that gumbel_softmax re-bases its statistics by: keys compared
+    # under one shift and re-based to another round differently from keys computed under the final shift, so
+    # the draw would depend on BLOCK_K, and differ from the reference's in rare near-ties.
+    x_max, _ = row_max_pass(
         x_ptr, rows, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner,
         SINGLE_PASS, MATH_DTYPE, BLOCK_R, BLOCK_K,
     )
+    shift = logit_shift(x_max)
     for col0 in range(0, BLOCK_K if SINGLE_PASS else n_cols, BLOCK_K):
         z = sampling_scores(
             x_ptr, seed, temperature, shift, rows, col0, n_rows, n_cols, n_groups, inner,

@@ -1,6 +1,6 @@
 """Triton ``gumbel_topk``: k draws without replacement per row, in draw order, by a partial selection.
 
-Per row, the scores z = (x - m) / T + g of ``gumbel_max`` (m: ``row_logit_shift``'s first pass) are walked in
+Per row, the scores z = (x - m) / T + g of ``gumbel_max`` (m: ``tiles.row_max_pass``'s first pass) are walked in
 BLOCK_K chunks while a buffer of the best K_PAD (= next power of 2 of k) pairs (z, column) seen so far stays in
 registers, unsorted. A chunk element enters when it beats the buffer's worst; entrants are taken largest first,
 each replacing the worst. Why this and not a sorting network: in a row in random order the i-th element enters
@@ -22,8 +22,17 @@ import triton
 import triton.language as tl
 
 from ..reference.gumbel_topk import gumbel_topk_ref
-from .gumbel_max import count_nans, row_logit_shift, sampling_scores, undefined_rows
-from .tiles import TILE_ELEMENTS, checked_temperature, launch_config, launch_rowwise, scalar_argument
+from .gumbel_max import count_nans, sampling_scores
+from .tiles import (
+    TILE_ELEMENTS,
+    checked_temperature,
+    launch_config,
+    launch_rowwise,
+    logit_shift,
+    row_max_pass,
+    scalar_argument,
+    undefined_rows,
+)
 
 # Largest k the kernel holds in registers; beyond it the launcher sorts with the reference (see gumbel_topk).
 MAX_FUSED_K = 4096
@@ -78,9 +87,10 @@ def _gumbel_topk_kernel(
     best_col = tl.full((BLOCK_R, K_PAD), -1, tl.int32)  # K < 2**31 (the op's check)
     row_max = tl.full((BLOCK_R,), float("-inf"), MATH_DTYPE)
     row_nans = tl.zeros((BLOCK_R,), tl.int32)
-    shift = row_logit_shift(
+    x_max, _ = row_max_pass(
         x_ptr, rows, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, False, MATH_DTYPE, BLOCK_R, BLOCK_K,
     )
+    shift = logit_shift(x_max)
     for col0 in range(0, n_cols, BLOCK_K):
         z = sampling_scores(
             x_ptr, seed, temperature, shift, rows, col0, n_rows, n_cols, n_groups, inner,

@@ -51,6 +51,37 @@ def logit_shift(x_max):
 
 
 @triton.jit
+def row_max_pass(
+    x_ptr, rows, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner,
+    SINGLE_PASS: tl.constexpr, MATH_DTYPE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """A first pass over whole ``rows``, chunk by chunk: their max logit, and their count of NaNs (which
+    tl.maximum skips). SINGLE_PASS: the row fits one chunk.
+
+    Both are accumulated elementwise and reduced after the loop: a row reduction carried through the loop and
+    used more than once after it (as ``logit_shift`` uses the max) trips an assertion in Triton 3.8's
+    OptimizeThreadLocality pass compiling for sm_90 (tests/_triton/test_compile.py), and this is the form that
+    pass would produce anyway.
+    """
+    x_max = tl.full((BLOCK_R, BLOCK_K), float("-inf"), MATH_DTYPE)
+    nans = tl.zeros((BLOCK_R, BLOCK_K), tl.int32)
+    for col0 in range(0, BLOCK_K if SINGLE_PASS else n_cols, BLOCK_K):
+        x = load_tile(
+            x_ptr, rows, col0, n_rows, n_cols, inner, stride_outer, stride_col, stride_inner, float("-inf"),
+            MATH_DTYPE, BLOCK_K,
+        )
+        x_max = tl.maximum(x_max, x)
+        nans += (x != x).to(tl.int32)
+    return tl.max(x_max, axis=1), tl.sum(nans, axis=1)
+
+
+@triton.jit
+def undefined_rows(row_max, row_nans):
+    """Rows with nothing to draw: a NaN, or no finite max (all -inf, or a +inf), where softmax is NaN."""
+    return (row_nans > 0) | (row_max == float("-inf")) | (row_max == float("inf"))
+
+
+@triton.jit
 def store_tile(ptr, values, rows, col0, n_rows, n_cols, inner, BLOCK_K: tl.constexpr):
     """Store a tile into a contiguous ``(outer, K, inner)`` tensor, converting to its dtype."""
     cols = col0 + tl.arange(0, BLOCK_K)
