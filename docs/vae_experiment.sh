@@ -8,7 +8,8 @@
 # 16 test images, their reconstructions and 32 prior samples from mnist-5k-fused-0 (top) and
 # fashion-mnist-fused-0 (bottom). docs/vae_epochs.png and the README's epochs table come from one longer run,
 # python -m gumbel_fused.vae --dataset mnist-5k --epochs 60 (defaults otherwise): its samples_epochN.png
-# for N = 10, 20, 30, 40, 60 side by side.
+# for N = 10, 20, 30, 40, 60 side by side. Every run passes --resume (a fresh start where its folder has no
+# checkpoint): running the script again continues an interrupted run and leaves a finished one as it is.
 set -euo pipefail
 datasets=${DATASETS:-mnist-5k fashion-mnist}
 for dataset in $datasets; do
@@ -17,7 +18,7 @@ for dataset in $datasets; do
   for seed in 0 1 2; do
     for impl in fused eager; do  # interleaved, so that a slow patch of the machine hits both
       python -m gumbel_fused.vae --dataset "$dataset" --impl "$impl" --seed "$seed" --epochs 10 \
-        --device cpu "${limit[@]}" --out "runs/exp/$dataset-$impl-$seed" "$@"
+        --device cpu "${limit[@]}" --out "runs/exp/$dataset-$impl-$seed" --resume "$@"
     done
   done
 done
