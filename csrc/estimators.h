@@ -106,18 +106,25 @@ struct SoftmaxSums {
 };
 
 // E_k of each lane for one Gumbel-Rao repeat: the contract's Exp(1) noise of `stream` at the lane's sampled
-// column k, from one Philox call for the kLanes counters row_base[j] + k_j / 4 (word k_j % 4 of each).
+// column k (word k_j % 4 of counter row_base[j] + k_j / 4). A row of one chunk (K <= kChunk) has all its words
+// drawn for the weights anyway, `chunk_words` (draw_chunk_words' layout), and E_k is read from them; a longer
+// row's come from one Philox call for the kLanes counters (at K = 10 that call was a quarter of the repeat's).
 template <typename acc_t>
 void sampled_exponentials(const NoiseKey& key, const uint64_t* row_base, const at::vec::int_same_size_t<acc_t>* sample,
-                          uint32_t stream, Vectorized<acc_t>* e_k) {
-  uint32_t n_lo[kLanes], n_hi[kLanes], words[4 * kLanes], at_sample[kLanes];
-  for (int j = 0; j < kLanes; ++j) {
-    const uint64_t n = row_base[j] + static_cast<uint64_t>(sample[j] / 4);
-    n_lo[j] = static_cast<uint32_t>(n);
-    n_hi[j] = static_cast<uint32_t>(n >> 32);
+                          uint32_t stream, const uint32_t* chunk_words, Vectorized<acc_t>* e_k) {
+  uint32_t at_sample[kLanes];
+  if (chunk_words) {
+    for (int j = 0; j < kLanes; ++j) at_sample[j] = column_words(chunk_words, static_cast<int>(sample[j]))[j];
+  } else {
+    uint32_t n_lo[kLanes], n_hi[kLanes], words[4 * kLanes];
+    for (int j = 0; j < kLanes; ++j) {
+      const uint64_t n = row_base[j] + static_cast<uint64_t>(sample[j] / 4);
+      n_lo[j] = static_cast<uint32_t>(n);
+      n_hi[j] = static_cast<uint32_t>(n >> 32);
+    }
+    philox4x32_10<kLanes>(key.key_lo, key.key_hi, n_lo, n_hi, words, kLanes, stream);
+    for (int j = 0; j < kLanes; ++j) at_sample[j] = words[(sample[j] % 4) * kLanes + j];
   }
-  philox4x32_10<kLanes>(key.key_lo, key.key_hi, n_lo, n_hi, words, kLanes, stream);
-  for (int j = 0; j < kLanes; ++j) at_sample[j] = words[(sample[j] % 4) * kLanes + j];
   for (int h = 0; h < kLanes / Vectorized<acc_t>::size(); ++h) {
     e_k[h] = exponential_from_words<acc_t>(at_sample + h * Vectorized<acc_t>::size());
   }
@@ -174,17 +181,19 @@ void estimator_grad_tile(const Problem<acc_t>& problem, Estimator estimator, int
     pi_sums.finish();
     for_each([&](int64_t, int h, int64_t i) { (load(tile.x, i) / pi_sums.sum[h]).store(tile.x + i); });
     uint32_t words[4 * kWordStride];
+    const bool one_chunk = n_cols <= kChunk;
     for (int64_t repeat = 0; repeat < rao_samples; ++repeat) {
       const auto stream = static_cast<uint32_t>(kRaoFirstStream + repeat);
+      if (one_chunk) draw_chunk_words(problem.key, row_base, 0, static_cast<int>(n_cols), words, stream);
       Vec e_k[H];
-      sampled_exponentials<acc_t>(problem.key, row_base, sample, stream, e_k);
+      sampled_exponentials<acc_t>(problem.key, row_base, sample, stream, one_chunk ? words : nullptr, e_k);
       // The repeat's Exp(1) noise E, drawn a chunk at a time, and its weights:
       // w_j = exp((z_j - z_k) / tau) = (pi_j E_k / (E_j + pi_j E_k)) ** (1 / tau), w_k = 1; Sleef's log for
       // tau != 1, which maps a weight of 0 (pi_j = 0) to -inf and so back to 0.
       Sums sums;
       for (int64_t c0 = 0; c0 < n_cols; c0 += kChunk) {
         const int nc = static_cast<int>(std::min<int64_t>(kChunk, n_cols - c0));
-        draw_chunk_words(problem.key, row_base, c0, nc, words, stream);
+        if (!one_chunk) draw_chunk_words(problem.key, row_base, c0, nc, words, stream);
         for (int c = 0; c < nc; ++c) {
           for (int h = 0; h < H; ++h) {
             const int64_t i = (c0 + c) * kLanes + h * Vec::size();

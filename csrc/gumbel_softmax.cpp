@@ -308,7 +308,13 @@ C10_NOINLINE void estimator_bwd_tile(const Problem<acc_t>& problem, Estimator es
                                      acc_t* scratch) {
   using index_t = typename RowArgmax<acc_t>::index_t;
   index_t sample[kLanes];
-  for (int j = 0; j < kLanes; ++j) sample[j] = static_cast<index_t>(sample_index.data[sample_rows.offset[j]]);
+  for (int j = 0; j < kLanes; ++j) {
+    // The forward's argmax is always in range; a direct call's sample is checked, as it indexes the tile's words.
+    const int64_t k = sample_index.data[sample_rows.offset[j]];
+    TORCH_CHECK_INDEX(k >= 0 && k < problem.n_cols, "gumbel_fused: sample ", k, " is not a category of ",
+                      problem.n_cols);
+    sample[j] = static_cast<index_t>(k);
+  }
   const EstimatorTile<acc_t> tile(scratch, problem.n_cols);
   for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
     const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gumbel_fused._ops.gumbel_softmax  # noqa: F401  (registers its torch.ops.gumbel_fused ops)
-from gumbel_fused import GumbelSoftmax, gumbel_softmax
+from gumbel_fused import GumbelSoftmax, _cpu, gumbel_softmax
 from gumbel_fused.reference import ESTIMATORS, exponential_from_uniform_ref, perturbed_logits_ref, uniform_ref
 from gumbel_fused.reference.estimators import GST_GAP, RAO_FIRST_STREAM
 
@@ -159,6 +159,20 @@ def test_ops_check_the_estimator_themselves(backend_call):
         call(False, "gst", 10)
     with pytest.raises(ValueError, match="rao_samples must be a positive integer"):
         call(True, "gumbel_rao", -1)
+
+
+@pytest.mark.parametrize("estimator", HARD_ESTIMATORS)
+@pytest.mark.parametrize("category", [-1, 5])
+def test_the_cpu_backward_refuses_a_sample_outside_the_categories(estimator, category):
+    # The forward's argmax is always a category; a direct call's sample indexes the kernel's noise words, so
+    # the C++ backward checks it (IndexError) rather than read past them.
+    if _cpu.load_cpu_kernels() is None:
+        pytest.skip("the C++ kernels are not available on this machine")
+    x, (seed, tau) = torch.randn(20, 5, 1), as_tensors(1, 1.0, "cpu")
+    sample = torch.zeros(20, 1, 1, dtype=torch.int64)
+    sample[13] = category
+    with pytest.raises(IndexError, match=f"sample {category} is not a category of 5"):
+        OPS.gumbel_softmax_bwd(x, x, seed, tau, True, 1, estimator, 3, sample)
 
 
 def _fixed_noise(estimator: str, tau: float = 0.8, rao_samples: int = 3):
