@@ -72,39 +72,6 @@ struct EstimatorTile {
         dx(scratch + 3 * n_cols * kLanes) {}
 };
 
-// The sums of a softmax's weights w and of dy * w over a row, lane by lane: a running sum within a chunk of
-// kChunk columns, the chunk sums pairwise (PairwiseSum), as exp_pass sums the soft sample's. Without it a
-// 4097-column fp32 row's gradient was 4e-6 off the fp64 one, twenty times the reference's error.
-template <typename acc_t>
-struct SoftmaxSums {
-  using Vec = Vectorized<acc_t>;
-  static constexpr int H = kLanes / Vec::size();
-  Vec sum[H], dot[H], chunk_sum[H], chunk_dot[H];
-  PairwiseSum<Vec> sums[H], dots[H];
-
-  SoftmaxSums() {
-    for (int h = 0; h < H; ++h) chunk_sum[h] = chunk_dot[h] = Vec(acc_t(0));
-  }
-  void add(int h, const Vec& w, const Vec& dy) {
-    chunk_sum[h] = chunk_sum[h] + w;
-    chunk_dot[h] = at::vec::fmadd(dy, w, chunk_dot[h]);
-  }
-  void end_chunk() {
-    for (int h = 0; h < H; ++h) {
-      sums[h].add(chunk_sum[h]);
-      dots[h].add(chunk_dot[h]);
-      chunk_sum[h] = chunk_dot[h] = Vec(acc_t(0));
-    }
-  }
-  // After the last chunk: sum, and dot = <dy, p> = sum(dy * w) / sum(w), p the normalized softmax.
-  void finish() {
-    for (int h = 0; h < H; ++h) {
-      sum[h] = sums[h].total();
-      dot[h] = dots[h].total() / sum[h];
-    }
-  }
-};
-
 // E_k of each lane for one Gumbel-Rao repeat: the contract's Exp(1) noise of `stream` at the lane's sampled
 // column k (word k_j % 4 of counter row_base[j] + k_j / 4). A row of one chunk (K <= kChunk) has all its words
 // drawn for the weights anyway, `chunk_words` (draw_chunk_words' layout), and E_k is read from them; a longer

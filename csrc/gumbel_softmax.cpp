@@ -114,45 +114,36 @@ RowArgmax<acc_t> argmax_tile(const Problem<acc_t>& problem, const Operand<const 
   return argmax;
 }
 
-// Pass 2 of the soft sample of a tile: e = exp(z - m) in place in `y_buf`, with its row sums; and, when
-// `grad` is given, the row sums of grad * e, from which the backward's sum(grad * y) = sum(grad * e) / sum(e)
-// comes without a pass over y, keeping grad in `dy_buf` for the last pass. NaN and non-finite rows need no
-// special case: they make the sum NaN, and so the whole row NaN, as in the reference.
+// Pass 2 of the soft sample of a tile: e = exp(z - m) in place in `y_buf`, with its row sums into `sums`; and,
+// when `grad` is given, the backward's sum(grad * y) = sum(grad * e) / sum(e) (sums.dot) without a pass over y,
+// keeping grad in `dy_buf` for the last pass. NaN and non-finite rows need no special case: they make the sum
+// NaN, and so the whole row NaN, as in the reference.
 template <typename scalar_t, typename acc_t>
 void exp_pass(const Problem<acc_t>& problem, const RowArgmax<acc_t>& argmax, acc_t* y_buf, const acc_t* inv_e,
-              Vectorized<acc_t>* sum, const Operand<const scalar_t>* grad, const TileRows* grad_rows, acc_t* dy_buf,
-              Vectorized<acc_t>* dot) {
+              const Operand<const scalar_t>* grad, const TileRows* grad_rows, acc_t* dy_buf, SoftmaxSums<acc_t>& sums) {
   using Vec = Vectorized<acc_t>;
   constexpr int H = kLanes / Vec::size();
-  // A chunk's terms are added in a running sum, the chunk sums pairwise (PairwiseSum): at most
-  // kChunk - 1 + log2(K / kChunk) roundings of a row's sum, where a running sum over the row had K - 1.
-  PairwiseSum<Vec> sums[H], dots[H];
   for (int64_t c0 = 0; c0 < problem.n_cols; c0 += kChunk) {
     const int nc = static_cast<int>(std::min<int64_t>(kChunk, problem.n_cols - c0));
     if (grad) {
       load_chunk(grad->data, *grad_rows, grad->s1, c0, nc, reinterpret_cast<acc_t (*)[kLanes]>(dy_buf + c0 * kLanes));
     }
-    Vec chunk_sum[H], chunk_dot[H];
-    for (int h = 0; h < H; ++h) chunk_sum[h] = chunk_dot[h] = Vec(acc_t(0));
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < H; ++h) {
         const int64_t index = (c0 + c) * kLanes + h * Vec::size();
         Vec e = (Vec::loadu(y_buf + index) - argmax.best[h]).exp();  // Sleef (exp_u20 is 20 ulp, and maps NaN to inf)
         if (inv_e) e = e * Vec::loadu(inv_e + index);                // tau = 1: exp(x - m) / E, see perturbed_tile
         e.store(y_buf + index);
-        chunk_sum[h] = chunk_sum[h] + e;
-        if (grad) chunk_dot[h] = at::vec::fmadd(Vec::loadu(dy_buf + index), e, chunk_dot[h]);
+        if (grad) {
+          sums.add(h, e, Vec::loadu(dy_buf + index));
+        } else {
+          sums.add(h, e);
+        }
       }
     }
-    for (int h = 0; h < H; ++h) {
-      sums[h].add(chunk_sum[h]);
-      if (grad) dots[h].add(chunk_dot[h]);
-    }
+    sums.end_chunk();
   }
-  for (int h = 0; h < H; ++h) {
-    sum[h] = sums[h].total();
-    dot[h] = dots[h].total();
-  }
+  sums.finish();
 }
 
 // The per-task scratch of the soft sample and the backward: column-major K x kLanes buffers, only those the
@@ -239,13 +230,11 @@ template <typename scalar_t, typename acc_t>
 C10_NOINLINE void soft_fwd_tile(const Problem<acc_t>& problem, const Operand<const scalar_t>& x,
                                 const Operand<scalar_t>& out, const TileRows& x_rows, const TileRows& out_rows,
                                 const uint64_t* row_base, acc_t* scratch) {
-  using Vec = Vectorized<acc_t>;
-  constexpr int H = kLanes / Vec::size();
   const Scratch<acc_t> buf(problem, /*draws_noise=*/true, /*backward=*/false, scratch);
   const RowArgmax<acc_t> argmax = perturbed_tile(problem, x, x_rows, row_base, buf.y, buf.inv_e);
-  Vec sum[H], unused[H];
-  exp_pass<scalar_t, acc_t>(problem, argmax, buf.y, buf.inv_e, sum, nullptr, nullptr, nullptr, unused);
-  normalized_chunks(problem, buf.y, sum, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
+  SoftmaxSums<acc_t> sums;
+  exp_pass<scalar_t, acc_t>(problem, argmax, buf.y, buf.inv_e, nullptr, nullptr, nullptr, sums);
+  normalized_chunks(problem, buf.y, sums.sum, [&](int64_t c0, int nc, acc_t (*y)[kLanes]) {
     store_chunk(out.data, out_rows, out.s1, c0, nc, y);
   });
 }
@@ -263,8 +252,10 @@ C10_NOINLINE void bwd_tile(const Problem<acc_t>& problem, const Operand<const sc
   Vec sum[H], dot[H];  // y = buf.y / sum; dot = sum(dy * y)
   if (recompute) {
     const RowArgmax<acc_t> argmax = perturbed_tile(problem, saved, saved_rows, row_base, buf.y, buf.inv_e);
-    exp_pass(problem, argmax, buf.y, buf.inv_e, sum, &grad, &grad_rows, buf.dy, dot);
-    for (int h = 0; h < H; ++h) dot[h] = dot[h] / sum[h];
+    SoftmaxSums<acc_t> sums;
+    exp_pass(problem, argmax, buf.y, buf.inv_e, &grad, &grad_rows, buf.dy, sums);
+    std::copy_n(sums.sum, H, sum);
+    std::copy_n(sums.dot, H, dot);
   } else {
     for (int h = 0; h < H; ++h) {
       sum[h] = Vec(acc_t(1));

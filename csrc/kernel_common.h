@@ -198,6 +198,43 @@ class PairwiseSum {
   uint64_t count_ = 0;
 };
 
+// The sums of a softmax's weights w and of dy * w over a row, lane by lane: a running sum within a chunk of
+// kChunk columns, the chunk sums pairwise (PairwiseSum): at most kChunk - 1 + log2(K / kChunk) roundings of a
+// row's sum, where a running sum over the row had K - 1. Without it a 4097-column fp32 row's estimator gradient
+// was 4e-6 off the fp64 one, twenty times the reference's error. The soft sample's pass (exp_pass) and every
+// estimator's softmax sum through it.
+template <typename acc_t>
+struct SoftmaxSums {
+  using Vec = Vectorized<acc_t>;
+  static constexpr int H = kLanes / Vec::size();
+  Vec sum[H], dot[H], chunk_sum[H], chunk_dot[H];
+  PairwiseSum<Vec> sums[H], dots[H];
+
+  SoftmaxSums() {
+    for (int h = 0; h < H; ++h) chunk_sum[h] = chunk_dot[h] = Vec(acc_t(0));
+  }
+  void add(int h, const Vec& w) { chunk_sum[h] = chunk_sum[h] + w; }
+  void add(int h, const Vec& w, const Vec& dy) {
+    add(h, w);
+    chunk_dot[h] = at::vec::fmadd(dy, w, chunk_dot[h]);
+  }
+  void end_chunk() {
+    for (int h = 0; h < H; ++h) {
+      sums[h].add(chunk_sum[h]);
+      dots[h].add(chunk_dot[h]);
+      chunk_sum[h] = chunk_dot[h] = Vec(acc_t(0));
+    }
+  }
+  // After the last chunk: sum, and dot = <dy, p> = sum(dy * w) / sum(w), p the normalized softmax (0 when only
+  // weights were added).
+  void finish() {
+    for (int h = 0; h < H; ++h) {
+      sum[h] = sums[h].total();
+      dot[h] = dots[h].total() / sum[h];
+    }
+  }
+};
+
 // One vector of lanes of the hard forward: fold z = (x + g) / tau into the running argmax, for the noise of
 // the Vec::size() words w and the logits x, already shifted (RunningShift). The pruning (`prune`: fp32 and
 // tau > 0): g <= gumbel_upper_bound(w) (noise.h), so z <= (x + bound) / tau, adding, dividing by a positive
