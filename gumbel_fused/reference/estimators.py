@@ -87,7 +87,7 @@ def estimator_index(estimator: str, hard: bool, rao_samples: int, fn: str = "gum
     return ESTIMATORS.index(estimator)
 
 
-def _softmax_vjp(p: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+def softmax_vjp_ref(p: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """J(p) dy = p * (dy - <dy, p>) over dim 1: the vector-Jacobian product of a softmax with output p."""
     return p * (dy - (dy * p).sum(dim=1, keepdim=True))
 
@@ -96,7 +96,7 @@ def _reinmax(x, dy, one_hot, tau):
     q = torch.softmax(x / tau, dim=1)
     dy_k = (dy * one_hot).sum(dim=1, keepdim=True)
     heun = (one_hot + q) * (dy - (dy_k + (dy * q).sum(dim=1, keepdim=True)) / 2)
-    return heun - _softmax_vjp(torch.softmax(x, dim=1), dy) / 2
+    return heun - softmax_vjp_ref(torch.softmax(x, dim=1), dy) / 2
 
 
 # The gradients below are functions of the logits in every part, the gap's move and the conditional noise
@@ -107,7 +107,7 @@ def _reinmax(x, dy, one_hot, tau):
 def _gst(x, dy, one_hot, tau):
     top = x.amax(dim=1, keepdim=True)
     gapped = torch.where(one_hot.bool(), top, torch.minimum(x, top - GST_GAP))
-    return _softmax_vjp(torch.softmax(gapped / tau, dim=1), dy) / tau
+    return softmax_vjp_ref(torch.softmax(gapped / tau, dim=1), dy) / tau
 
 
 def _gumbel_rao(x, dy, one_hot, tau, seed, rao_samples):
@@ -120,7 +120,7 @@ def _gumbel_rao(x, dy, one_hot, tau, seed, rao_samples):
         pi_e_k = pi * (e * one_hot).sum(dim=1, keepdim=True)
         # p_r = w / sum(w), w = ratio ** (1 / tau): the softmax of log(ratio) / tau, z - z_k up to a shift.
         weights = torch.where(one_hot.bool(), 1.0, pi_e_k / (e + pi_e_k))
-        total = total + _softmax_vjp(torch.softmax(torch.log(weights) / tau, dim=1), dy)
+        total = total + softmax_vjp_ref(torch.softmax(torch.log(weights) / tau, dim=1), dy)
     return total / (rao_samples * tau)
 
 
@@ -146,7 +146,7 @@ def estimator_grad_ref(
     invalid = ~torch.isfinite(x_max) | x.detach().isnan().any(dim=1, keepdim=True)  # the forward's NaN rows
     one_hot = torch.zeros(x.shape, dtype=mdt, device=x.device).scatter(1, sample, 1.0)  # out of place: vmap
     if estimator == "plain_st":
-        dx = _softmax_vjp(torch.softmax(x / tau, dim=1), dy) / tau
+        dx = softmax_vjp_ref(torch.softmax(x / tau, dim=1), dy) / tau
     elif estimator == "reinmax":
         dx = _reinmax(x, dy, one_hot, tau)
     elif estimator == "gst":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .estimators import check_sample, estimator_grad_ref, estimator_index
+from .estimators import check_sample, estimator_grad_ref, estimator_index, softmax_vjp_ref
 from .rng import gumbel_from_uniform_ref, math_dtype, uniform_ref
 
 
@@ -98,5 +98,5 @@ def gumbel_softmax_bwd_ref(
     mdt = math_dtype(saved.dtype)
     y = softmax_ref(perturbed_logits_ref(saved, seed, tau)) if recompute else saved.to(mdt)
     dy = grad.to(mdt)
-    dx = y * (dy - (dy * y).sum(dim=1, keepdim=True)) / torch.as_tensor(tau, dtype=mdt, device=y.device)
+    dx = softmax_vjp_ref(y, dy) / torch.as_tensor(tau, dtype=mdt, device=y.device)
     return dx.to(saved.dtype).contiguous()
