@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -222,6 +223,40 @@ def run_timed(benchmark, fn: Callable[[], object], device: str, budget: Budget, 
     if benchmark.stats is None:  # --benchmark-disable: pedantic ran fn once, untimed
         return None
     return benchmark.stats.stats.median
+
+
+def run_paired(
+    benchmark, fn: Callable[[], object], rival: Callable[[], object], device: str, budget: Budget, warmup: int = 2
+) -> tuple[float | None, float | None]:
+    """Time ``fn`` with pytest-benchmark, each round preceded by one call of ``rival`` that is timed too;
+    returns the medians of both, seconds per call (None, None under ``--benchmark-disable``).
+
+    For ratios near 1 on a shared machine. Other tenants' load comes and goes over seconds, and it slows
+    whichever benchmark runs then: on the 2-core VM, the same call timed in two processes one after the
+    other differed by up to 1.7x. Interleaved call by call, both implementations see the same load. One
+    call a round (pytest-benchmark times a round with a setup as one iteration), so this is for calls of
+    about a millisecond or more.
+    """
+    fn, rival = synchronized(fn, device), synchronized(rival, device)
+    for _ in range(warmup):
+        fn()
+        rival()
+    start = time.perf_counter()
+    fn()
+    rival()
+    pair = time.perf_counter() - start
+    rounds = min(max(int(budget.seconds / max(pair, 1e-9)), budget.min_rounds), budget.max_rounds)
+    rival_seconds: list[float] = []
+
+    def timed_rival():
+        start = time.perf_counter()
+        rival()
+        rival_seconds.append(time.perf_counter() - start)
+
+    benchmark.pedantic(fn, setup=timed_rival, rounds=rounds, warmup_rounds=0)
+    if benchmark.stats is None:
+        return None, None
+    return benchmark.stats.stats.median, statistics.median(rival_seconds)
 
 
 def describe_benchmark(
