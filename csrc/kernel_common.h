@@ -1,5 +1,5 @@
-// Types shared by the CPU kernels (gumbel_softmax.cpp, hard_wide.h, sampling.h): operands, the per-call problem
-// and the checks of its tensors, the per-row running argmax, and the division by tau.
+// Types shared by the CPU kernels (gumbel_softmax.cpp, softmax_passes.h, hard_wide.h, sampling.h): operands,
+// the per-call problem and the checks of its tensors, the per-row running argmax, and the division by tau.
 #pragma once
 
 #include <ATen/Parallel.h>
