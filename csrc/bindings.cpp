@@ -38,6 +38,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       py::arg("tau"), py::arg("recompute"), py::arg("dim") = 1, py::arg("estimator") = "st",
       py::arg("rao_samples") = 10, py::arg("sample") = py::none(), py::call_guard<py::gil_scoped_release>());
   m.def(
+      "sample_index",
+      [](const at::Tensor& one_hot, int64_t dim) {
+        return caller_view(sample_index_cpu(rows_view(one_hot, dim)), one_hot.sizes(), dim);
+      },
+      "the category of each row of a one-hot over dim", py::arg("one_hot"), py::arg("dim") = 1,
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
       "gumbel_max",
       [](const at::Tensor& logits, const at::Tensor& seed, double temperature, int64_t dim) {
         return caller_view(gumbel_max_cpu(rows_view(logits, dim), seed, temperature), logits.sizes(), dim);

@@ -24,6 +24,10 @@ at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& save
                                   double tau, bool recompute, const std::string& estimator, int64_t rao_samples,
                                   const std::optional<at::Tensor>& sample);
 
+// The category of each row of a hard sample `one_hot` (outer, K, inner): the index of its first nonzero, which
+// for a NaN row is 0, as torch.argmax. int64 (outer, 1, inner). Same semantics as sample_index_ref.
+at::Tensor sample_index_cpu(const at::Tensor& one_hot);
+
 // One draw a row from softmax(logits / temperature) over dim 1: int64 (outer, inner), -1 for a row with nothing to
 // draw from. Same semantics as gumbel_max_ref.
 at::Tensor gumbel_max_cpu(const at::Tensor& logits, const at::Tensor& seed, double temperature);

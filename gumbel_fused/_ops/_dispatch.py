@@ -101,7 +101,7 @@ class KernelOp:
     registrations).
     """
 
-    def __init__(self, schema: str, reference: Callable, *, cpp: str, triton: str, temperature: str | None,
+    def __init__(self, schema: str, reference: Callable, *, cpp: str, triton: str | None, temperature: str | None,
                  rowwise: tuple[str, ...]):
         name = schema.split("(", 1)[0]
         LIBRARY.define(schema)
@@ -123,7 +123,7 @@ class KernelOp:
         self._reference = reference
         self._cpp = cpp
         self._cpp_entry = None  # the C++ function, once the kernels are loaded
-        self._triton = triton.rsplit(".", 1)
+        self._triton = triton.rsplit(".", 1) if triton else None
 
     def __call__(self, *args):
         if runs_plain_eager(args[0]):
@@ -193,6 +193,8 @@ class KernelOp:
         return self._cpp_entry(*args)
 
     def _cuda_kernel(self, *args):
+        if self._triton is None:
+            return self._reference(*args)
         module, launcher = self._triton
         if self._temperature is not None:
             # The Triton kernels take tau by value (no tensor, no launch) or by pointer. By value Triton
@@ -212,16 +214,17 @@ def define_op(
     reference: Callable,
     *,
     cpp: str,
-    triton: str,
+    triton: str | None,
     temperature: str | None = None,
     rowwise: tuple[str, ...] = (),
 ) -> KernelOp:
     """Define ``gumbel_fused::<schema>`` with its kernels and a batching rule; returns its :class:`KernelOp`.
 
     ``cpp`` names the C++ entry point that serves CPU tensors, ``triton`` the ``"module.launcher"`` under
-    ``gumbel_fused._triton`` that serves CUDA tensors; ``reference`` serves every other device, and CPU
-    when the C++ kernels are unavailable. ``temperature`` names the 0-dim floating tensor argument that the
-    C++ entry point takes as a double (a Python float is accepted in its place).
+    ``gumbel_fused._triton`` that serves CUDA tensors (None: the reference, for an op that torch's own CUDA
+    kernels serve well); ``reference`` serves every other device, and CPU when the C++ kernels are unavailable.
+    ``temperature`` names the 0-dim floating tensor argument that the C++ entry point takes as a double (a Python
+    float is accepted in its place).
 
     ``rowwise`` names the tensor arguments that the op takes in the caller's shape, with the categories on
     the schema's ``dim`` argument (which must follow the temperature); a per-row tensor has 1 on ``dim``, and an

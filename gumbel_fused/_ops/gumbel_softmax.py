@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from ..reference.estimators import estimator_grad_ref
+from ..reference.estimators import estimator_grad_ref, sample_index_ref
 from ..reference.gumbel_softmax import gumbel_softmax_bwd_ref, gumbel_softmax_fwd_ref
 from ..reference.rng import math_dtype
 from ._autograd import differentiable, save_values, saved_values
@@ -57,6 +57,17 @@ gumbel_softmax_bwd = define_op(
 )
 
 
+# The category of each row of a hard sample (the index of its one), int64 with 1 on dim: what the estimators'
+# backward takes. A scan of the one-hot in C++; on CUDA, torch.argmax (the reference).
+sample_index = define_op(
+    "sample_index(Tensor one_hot, int dim=1) -> Tensor",
+    sample_index_ref,
+    cpp="sample_index",
+    triton=None,
+    rowwise=("one_hot",),
+)
+
+
 @torch.library.register_fake("gumbel_fused::gumbel_softmax_fwd", lib=LIBRARY)
 def _(logits, seed, tau, hard, dim=1, estimator="st", rao_samples=10):
     return logits.new_empty(logits.shape)
@@ -65,6 +76,11 @@ def _(logits, seed, tau, hard, dim=1, estimator="st", rao_samples=10):
 @torch.library.register_fake("gumbel_fused::gumbel_softmax_bwd", lib=LIBRARY)
 def _(grad, saved, seed, tau, recompute, dim=1, estimator="st", rao_samples=10, sample=None):
     return saved.new_empty(saved.shape)
+
+
+@torch.library.register_fake("gumbel_fused::sample_index", lib=LIBRARY)
+def _(one_hot, dim=1):
+    return one_hot.new_empty((*one_hot.shape[:dim], 1, *one_hot.shape[dim + 1 :]), dtype=torch.int64)
 
 
 def _soft_sample(saved: torch.Tensor, seed, tau, hard: bool, dim: int) -> torch.Tensor:
@@ -119,7 +135,7 @@ class GumbelSoftmaxRules:
         # keeps the sampled category, a per-row int64 (1 on dim): its backward then need not draw the
         # sample's noise again, and uses exactly the forward's category.
         ctx.hard, ctx.dim = hard, dim
-        sample = output.argmax(dim, keepdim=True) if ctx.estimator != "st" else None
+        sample = sample_index(output, dim) if ctx.estimator != "st" else None
         save_values(ctx, logits if hard else output, seed, tau, sample)
 
     @staticmethod

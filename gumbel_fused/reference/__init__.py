@@ -3,7 +3,7 @@
 It is deliberately plain, one module per op plus the RNG contract (``rng``); speed is the kernels' job.
 """
 
-from .estimators import ESTIMATORS, estimator_grad_ref, estimator_index
+from .estimators import ESTIMATORS, estimator_grad_ref, estimator_index, sample_index_ref
 from .gumbel_max import NO_DRAW, gumbel_max_ref, sampling_scores_ref
 from .gumbel_softmax import (
     gumbel_softmax_bwd_ref,
@@ -45,6 +45,7 @@ __all__ = [
     "philox4x32_ref",
     "philox_words_ref",
     "row_shift",
+    "sample_index_ref",
     "sampling_scores_ref",
     "softmax_ref",
     "uniform_from_words_ref",

@@ -67,6 +67,12 @@ def check_sample(fn: str, estimator: str, sample) -> None:
         raise ValueError(f"{fn}(): argument 'sample' (the forward's argmax) is required by estimator {estimator!r}")
 
 
+def sample_index_ref(one_hot: torch.Tensor) -> torch.Tensor:
+    """The category of each row of a hard sample on the ``(outer, K, inner)`` layout: int64 ``(outer, 1, inner)``,
+    the index of the row's one (0 for a NaN row, argmax's first NaN). The ``sample`` the estimators' backward takes."""
+    return one_hot.argmax(1, keepdim=True)
+
+
 def estimator_index(estimator: str, hard: bool, rao_samples: int, fn: str = "gumbel_softmax") -> int:
     """The position of ``estimator`` in ``ESTIMATORS``, after checking that the combination is valid.
 

@@ -29,6 +29,27 @@ def test_opcheck(estimator):
         torch.library.opcheck(OPS.gumbel_softmax_bwd.default, args)
 
 
+def test_opcheck_sample_index():
+    for shape, dim in [((4, 10, 1), 1), ((2, 5, 3), 1), ((1, 1, 1), 1), ((5, 2, 3, 4), 2), ((6, 7), 0)]:
+        one_hot = OPS.gumbel_softmax_fwd(torch.randn(shape), torch.tensor(3), torch.tensor(1.0), True, dim)
+        torch.library.opcheck(OPS.sample_index.default, (one_hot, dim))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("shape, dim", [((300, 10), 1), ((300, 10), 0), ((3, 700, 5), 1), ((4, 5, 2, 3), 3)])
+def test_sample_index_is_the_argmax_of_the_one_hot(dtype, shape, dim):
+    # Every kernel (C++ when built, else the reference) against torch.argmax: contiguous, and on a transposed copy
+    # whose rows are strided; rows of NaN (an undefined sample) give 0, argmax's first NaN.
+    logits = torch.randn(shape, dtype=dtype)
+    logits.select(1 - dim if dim < 2 else 0, 2).fill_(float("nan"))
+    one_hot = OPS.gumbel_softmax_fwd(logits, torch.tensor(11), torch.tensor(0.7), True, dim)
+    strided = one_hot.mT.contiguous().mT
+    for y in (one_hot, strided):
+        expected = y.argmax(dim, keepdim=True)
+        assert torch.equal(gumbel_fused._ops.gumbel_softmax.sample_index(y, dim), expected)
+        assert torch.equal(OPS.sample_index(y, dim), expected)
+
+
 def test_every_estimator_draws_the_same_sample():
     x = torch.randn(64, 9)
     samples = []
