@@ -17,8 +17,7 @@ def row_shift(x: torch.Tensor) -> torch.Tensor:
     that can matter (x - m above about -100) is small and keeps g to fp32 precision at any magnitude.
     A row whose max is not finite (a NaN, a +inf, all -inf) has no finite softmax and is left as it is.
     """
-    row_max = x.amax(dim=1, keepdim=True)
-    return torch.where(torch.isfinite(row_max), row_max, 0.0)
+    return torch.nan_to_num(x.amax(dim=1, keepdim=True), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def perturbed_logits_ref(logits: torch.Tensor, seed: torch.Tensor | int, tau: torch.Tensor | float) -> torch.Tensor:
@@ -50,7 +49,7 @@ def one_hot_argmax(z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """
     row_max, index = z.max(dim=1, keepdim=True)
     hot = torch.zeros(z.shape, dtype=dtype, device=z.device).scatter_(1, index, 1.0)
-    return hot.masked_fill_(~torch.isfinite(row_max), float("nan"))
+    return hot.add_((row_max - row_max).to(dtype))  # + 0 where the max is finite, + NaN where it is not
 
 
 def gumbel_softmax_fwd_ref(

@@ -141,13 +141,13 @@ def gumbel_from_uniform_ref(u: torch.Tensor, dtype: torch.dtype = torch.float32)
     ``-log(-log u)`` stopped at 16.64, where u's spacing near 1 is 2**-24). u = 0 is mapped to the smallest
     positive uniform; the largest, 1 - 2**-24, gives the lower end, g = -log(24 log 2) = -2.81.
     """
-    return -torch.log(exponential_from_uniform_ref(u, dtype))
+    return exponential_from_uniform_ref(u, dtype).log_().neg_()  # in place: a temporary of its own
 
 
 def exponential_from_uniform_ref(u: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Exp(1) noise of contract v2, ``E = -log1p(-u)`` in [4.66e-10, 16.64]: the E of ``g = -log(E)``, u = 0
     mapped to the smallest positive uniform. Gradient estimators that draw noise of their own use it."""
-    return -torch.log1p(-u.clamp_min(UNIFORM_SCALE).to(dtype))
+    return torch.log1p(u.clamp_min(UNIFORM_SCALE).to(dtype).neg_()).neg_()  # clamp_min made a new tensor
 
 
 def math_dtype(dtype: torch.dtype) -> torch.dtype:
