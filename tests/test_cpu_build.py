@@ -42,9 +42,9 @@ def test_isa_variant_and_vector_width(kernels):
 
 
 def test_shipped_extension_has_no_debug_entry_points(kernels):
-    # Exactly the ops' entry points: gumbel_softmax's two directions, the two sampling ops, and the eager
-    # path's seed draw.
-    expected = {"fwd", "bwd", "gumbel_max", "gumbel_topk", "seed"}
+    # Exactly the ops' entry points: gumbel_softmax's two directions and the estimators' sample_index, the two
+    # sampling ops, and the eager path's seed draw.
+    expected = {"fwd", "bwd", "sample_index", "gumbel_max", "gumbel_topk", "seed"}
     assert {name for name in dir(kernels) if not name.startswith("__")} == expected
 
 
