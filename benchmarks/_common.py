@@ -67,6 +67,10 @@ class Budget:
     max_rounds: int
     min_round_s: float  # a round repeats the call until it lasts this long (timer resolution, launch noise)
 
+    def rounds(self, round_s: float) -> int:
+        """How many rounds of ``round_s`` seconds fit in ``seconds``, clamped to [min_rounds, max_rounds]."""
+        return min(max(int(self.seconds / max(round_s, 1e-9)), self.min_rounds), self.max_rounds)
+
 
 FULL_BUDGET = {"cpu": Budget(1.5, 3, 200, 2e-3), "cuda": Budget(1.0, 10, 2000, 1e-3)}
 QUICK_BUDGET = Budget(0.05, 2, 10, 1e-3)
@@ -217,9 +221,7 @@ def run_timed(benchmark, fn: Callable[[], object], device: str, budget: Budget, 
     fn()
     once = time.perf_counter() - start
     iterations = max(1, math.ceil(budget.min_round_s / max(once, 1e-9)))
-    rounds = int(budget.seconds / (once * iterations))
-    rounds = min(max(rounds, budget.min_rounds), budget.max_rounds)
-    benchmark.pedantic(fn, rounds=rounds, iterations=iterations, warmup_rounds=0)
+    benchmark.pedantic(fn, rounds=budget.rounds(once * iterations), iterations=iterations, warmup_rounds=0)
     if benchmark.stats is None:  # --benchmark-disable: pedantic ran fn once, untimed
         return None
     return benchmark.stats.stats.median
@@ -245,7 +247,6 @@ def run_paired(
     fn()
     rival()
     pair = time.perf_counter() - start
-    rounds = min(max(int(budget.seconds / max(pair, 1e-9)), budget.min_rounds), budget.max_rounds)
     rival_seconds: list[float] = []
 
     def timed_rival():
@@ -253,7 +254,7 @@ def run_paired(
         rival()
         rival_seconds.append(time.perf_counter() - start)
 
-    benchmark.pedantic(fn, setup=timed_rival, rounds=rounds, warmup_rounds=0)
+    benchmark.pedantic(fn, setup=timed_rival, rounds=budget.rounds(pair), warmup_rounds=0)
     if benchmark.stats is None:
         return None, None
     return benchmark.stats.stats.median, statistics.median(rival_seconds)
