@@ -47,16 +47,17 @@ RowArgmax<acc_t> perturbed_tile(const Problem<acc_t>& problem, const Operand<con
     auto z = reinterpret_cast<acc_t (*)[kLanes]>(z_buf + c0 * kLanes);
     if (inv_e) load_chunk(x.data, rows, x.s1, c0, nc, z);
     draw_chunk_words(problem.key, row_base, c0, nc, words);
+    // The chunk's noise first, in a loop of its own (see argmax_tile): 1 / E into inv_e, or g.
     acc_t g[kChunk][kLanes];
-    for (int c = 0; c < nc; ++c) {  // the chunk's noise first, in a loop of its own: see argmax_tile
-      if (inv_e) {
+    if (inv_e) {
+      for (int c = 0; c < nc; ++c) {
         for (int h = 0; h < kLanes; h += Vec::size()) {
           const Vec e = exponential_from_words<acc_t>(column_words(words, c) + h);
           (Vec(acc_t(1)) / e).store(inv_e + (c0 + c) * kLanes + h);
         }
-      } else {
-        gumbel_from_words(column_words(words, c), g[c]);
       }
+    } else {
+      for (int c = 0; c < nc; ++c) gumbel_from_words(column_words(words, c), g[c]);
     }
     for (int c = 0; c < nc; ++c) {
       for (int h = 0; h < H; ++h) {
