@@ -259,9 +259,10 @@ at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& save
 // (64, 32, 512), two thirds of it, measured on the 2-core AVX512 VM; the scan stops at the one.
 at::Tensor sample_index_cpu(const at::Tensor& one_hot) {
   check_operand(one_hot, "one_hot");
-  at::Tensor out = at::empty({one_hot.size(0), 1, one_hot.size(2)}, one_hot.options().dtype(at::kLong));
   const int64_t n_cols = one_hot.size(1), inner = one_hot.size(2), rows = one_hot.size(0) * inner;
-  if (rows == 0 || n_cols == 0) return out.zero_();
+  TORCH_CHECK_INDEX(n_cols > 0, "gumbel_fused: sample_index of dimension 1 of size 0: no category to find");
+  at::Tensor out = at::empty({one_hot.size(0), 1, inner}, one_hot.options().dtype(at::kLong));
+  if (rows == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, one_hot.scalar_type(), "sample_index_cpu", [&] {
     const auto y = operand(one_hot.const_data_ptr<scalar_t>(), one_hot);
     int64_t* index = out.mutable_data_ptr<int64_t>();  // contiguous (outer, 1, inner): row r at r

@@ -50,6 +50,14 @@ def test_sample_index_is_the_argmax_of_the_one_hot(dtype, shape, dim):
         assert torch.equal(OPS.sample_index(y, dim), expected)
 
 
+def test_sample_index_of_no_categories_is_an_index_error_on_every_backend():
+    # As torch.argmax (the reference): a row needs a category. No rows with categories is an empty result.
+    for call in (gumbel_fused._ops.gumbel_softmax.sample_index, OPS.sample_index):
+        with pytest.raises(IndexError):
+            call(torch.empty(3, 0, 1), 1)
+        assert call(torch.empty(0, 4, 1), 1).shape == (0, 1, 1)
+
+
 def test_every_estimator_draws_the_same_sample():
     x = torch.randn(64, 9)
     samples = []
