@@ -19,31 +19,21 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "fwd",
       [](const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard, int64_t dim,
          const std::string& estimator, int64_t rao_samples) {
-        const auto y = gumbel_softmax_fwd_cpu(rows_view(logits, dim), seed, tau, hard, estimator, rao_samples);
-        return caller_view(y, logits.sizes(), dim);
+        return gumbel_softmax_fwd(logits, seed, tau, hard, dim, estimator, rao_samples);
       },
       "forward, softmax over dim", py::arg("logits"), py::arg("seed"), py::arg("tau"), py::arg("hard"),
       py::arg("dim") = 1, py::arg("estimator") = "st", py::arg("rao_samples") = 10,
       py::call_guard<py::gil_scoped_release>());
-  m.def(
-      "bwd",
-      [](const at::Tensor& grad, const at::Tensor& saved, const at::Tensor& seed, double tau, bool recompute,
-         int64_t dim, const std::string& estimator, int64_t rao_samples, const std::optional<at::Tensor>& sample) {
-        const auto sample_rows = sample ? std::optional<at::Tensor>(rows_view(*sample, dim)) : std::nullopt;
-        const auto dx = gumbel_softmax_bwd_cpu(rows_view(grad, dim), rows_view(saved, dim), seed, tau, recompute,
-                                               estimator, rao_samples, sample_rows);
-        return caller_view(dx, saved.sizes(), dim);
-      },
-      "backward of grad and saved, softmax over dim", py::arg("grad"), py::arg("saved"), py::arg("seed"),
-      py::arg("tau"), py::arg("recompute"), py::arg("dim") = 1, py::arg("estimator") = "st",
-      py::arg("rao_samples") = 10, py::arg("sample") = py::none(), py::call_guard<py::gil_scoped_release>());
-  m.def(
-      "sample_index",
-      [](const at::Tensor& one_hot, int64_t dim) {
-        return caller_view(sample_index_cpu(rows_view(one_hot, dim)), one_hot.sizes(), dim);
-      },
-      "the category of each row of a one-hot over dim", py::arg("one_hot"), py::arg("dim") = 1,
-      py::call_guard<py::gil_scoped_release>());
+  m.def("bwd", &gumbel_softmax_bwd, "backward of grad and saved, softmax over dim", py::arg("grad"),
+        py::arg("saved"), py::arg("seed"), py::arg("tau"), py::arg("recompute"), py::arg("dim") = 1,
+        py::arg("estimator") = "st", py::arg("rao_samples") = 10, py::arg("sample") = py::none(),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("fwd_with_grad", &gumbel_softmax_with_grad,
+        "forward with its autograd node (eager calls whose logits require grad, float tau)", py::arg("logits"),
+        py::arg("seed"), py::arg("tau"), py::arg("hard"), py::arg("dim") = 1, py::arg("estimator") = "st",
+        py::arg("rao_samples") = 10, py::call_guard<py::gil_scoped_release>());
+  m.def("sample_index", &sample_index, "the category of each row of a one-hot over dim", py::arg("one_hot"),
+        py::arg("dim") = 1, py::call_guard<py::gil_scoped_release>());
   m.def(
       "gumbel_max",
       [](const at::Tensor& logits, const at::Tensor& seed, double temperature, int64_t dim) {

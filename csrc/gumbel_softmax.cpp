@@ -32,16 +32,18 @@ namespace {
 
 // The tile functions are kept out of line: one call per 16 x K elements costs nothing, and it keeps each
 // one's register allocation independent of the others' (inlined together, they measurably slowed down).
+// `sample` (null for none): each row's category, row r at sample[r], for the tile's rows from r0.
 template <typename scalar_t, typename acc_t>
 C10_NOINLINE void hard_fwd_tile(const Problem<acc_t>& problem, const Operand<const scalar_t>& x,
                                 const Operand<scalar_t>& out, const TileRows& x_rows, const TileRows& out_rows,
-                                const uint64_t* row_base) {
+                                const uint64_t* row_base, int64_t* sample) {
   using Vec = Vectorized<acc_t>;
   using Arg = RowArgmax<acc_t>;
   const Arg argmax = argmax_tile<scalar_t, acc_t>(problem, x, x_rows, row_base);
   acc_t max[kLanes];
   typename Arg::index_t hot[kLanes];
   argmax.result(max, hot);
+  if (sample) record_sample(hot, out_rows.count, sample);
   if (out.s1 == 1) {  // inner == 1: each row is contiguous, so fill it and set its one; no transpose
     for (int j = 0; j < out_rows.count; ++j) {
       scalar_t* row = out.data + out_rows.offset[j];
@@ -188,24 +190,30 @@ at::Tensor new_output(const at::Tensor& t) {
 }  // namespace
 
 at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
-                                  const std::string& estimator, int64_t rao_samples) {
+                                  const std::string& estimator, int64_t rao_samples, at::Tensor* sample) {
   parse_estimator(estimator, hard, rao_samples);  // every estimator's sample is this one: only checked here
   check_operand(logits, "logits");
+  TORCH_CHECK(hard || !sample, "gumbel_fused: only a hard forward has a sampled category");
   const int64_t seed_value = read_seed(seed);
   at::Tensor out = new_output(logits);
+  if (sample) {
+    TORCH_CHECK_INDEX(logits.size(1) > 0, "gumbel_fused: a sample over dimension 1 of size 0: no category");
+    *sample = at::empty({logits.size(0), 1, logits.size(2)}, logits.options().dtype(at::kLong));
+  }
+  int64_t* sample_rows = sample ? sample->mutable_data_ptr<int64_t>() : nullptr;  // contiguous: row r at r
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "gumbel_softmax_fwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;  // fp32 math for fp16/bf16/fp32, fp64 for fp64
     const auto problem = make_problem<acc_t>(logits, seed_value, tau);
     const auto x = operand(logits.const_data_ptr<scalar_t>(), logits);
     const auto y = operand(out.mutable_data_ptr<scalar_t>(), out);
-    if (hard && hard_fwd_wide(problem, x, y)) return;
+    if (hard && hard_fwd_wide(problem, x, y, sample_rows)) return;
     const int64_t scratch = hard ? 0 : Scratch<acc_t>::elements(problem, /*draws_noise=*/true, /*backward=*/false);
     parallel_tiles(problem, scratch, [&](int64_t r0, int count, const uint64_t* row_base, acc_t* task_scratch) {
       const TileRows x_rows = tile_rows(r0, count, problem.inner, x.s0, x.s2);
       const TileRows y_rows = tile_rows(r0, count, problem.inner, y.s0, y.s2);
       if (hard) {
-        hard_fwd_tile(problem, x, y, x_rows, y_rows, row_base);
+        hard_fwd_tile(problem, x, y, x_rows, y_rows, row_base, sample_rows ? sample_rows + r0 : nullptr);
       } else {
         soft_fwd_tile(problem, x, y, x_rows, y_rows, row_base, task_scratch);
       }

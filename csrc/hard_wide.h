@@ -32,10 +32,11 @@ C10_ALWAYS_INLINE Vectorized<float> load_float(const scalar_t* p) {
 }
 
 // The argmax of z over the K columns of positions i0 .. i0 + kWide - 1 of image o (pruned: argmax_step; the
-// logits shifted by their running max: RunningShift), and the one-hot written as it goes.
+// logits shifted by their running max: RunningShift), and the one-hot written as it goes; each row's category
+// into `sample` (row r at sample[r]) unless it is null.
 template <typename scalar_t>
 void hard_wide_tile(const Problem<float>& problem, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
-                    int64_t o, int64_t i0) {
+                    int64_t o, int64_t i0, int64_t* sample) {
   using Vec = Vectorized<float>;
   constexpr int kBlock = 64;  // counters a Philox call: its register blocking (philox.h)
   const DivideByTau<float> divide(problem.tau);
@@ -80,6 +81,7 @@ void hard_wide_tile(const Problem<float>& problem, const Operand<const scalar_t>
   float max[kWide];
   int32_t hot[kWide];
   argmax.result(max, hot);
+  if (sample) record_sample(hot, kWide, sample + r0);
   for (int j = 0; j < kWide; ++j) {
     scalar_t* y = out.data + o * out.s0 + (i0 + j) * out.s2;
     if (hot[j] >= 0) {
@@ -93,7 +95,8 @@ void hard_wide_tile(const Problem<float>& problem, const Operand<const scalar_t>
 // Runs the wide hard forward when it applies (fp32 math, positions contiguous in whole wide tiles) and
 // says whether it did; the caller runs the 16-row tiles otherwise.
 template <typename scalar_t, typename acc_t>
-bool hard_fwd_wide(const Problem<acc_t>& problem, const Operand<const scalar_t>& x, const Operand<scalar_t>& out) {
+bool hard_fwd_wide(const Problem<acc_t>& problem, const Operand<const scalar_t>& x, const Operand<scalar_t>& out,
+                   int64_t* sample) {
   if constexpr (!std::is_same_v<acc_t, float>) {
     return false;
   } else {
@@ -101,7 +104,7 @@ bool hard_fwd_wide(const Problem<acc_t>& problem, const Operand<const scalar_t>&
     const int64_t per_image = problem.inner / kWide;
     const int64_t grain = std::max<int64_t>(1, kGrainElements / (kWide * problem.n_cols));
     at::parallel_for(0, problem.rows / kWide, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) hard_wide_tile(problem, x, out, t / per_image, t % per_image * kWide);
+      for (int64_t t = begin; t < end; ++t) hard_wide_tile(problem, x, out, t / per_image, t % per_image * kWide, sample);
     });
     return true;
   }

@@ -119,6 +119,13 @@ struct RowArgmax {
   }
 };
 
+// The sampled category of `count` rows from RowArgmax::result's `hot`: what sample_index_cpu finds in the one-hot
+// (0 for an undefined row, which is all NaN there, as torch.argmax gives).
+template <typename index_t>
+C10_ALWAYS_INLINE void record_sample(const index_t* hot, int count, int64_t* sample) {
+  for (int j = 0; j < count; ++j) sample[j] = hot[j] >= 0 ? hot[j] : 0;
+}
+
 // v / tau in the math dtype, as in z = (x + g) / tau. A division rather than a multiply by 1 / tau, as the
 // reference does, so that z ties exactly where its ties are; v / 1 == v exactly, so tau = 1 (the
 // default) skips it.

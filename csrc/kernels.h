@@ -12,9 +12,10 @@ namespace gumbel_fused {
 
 // softmax((logits + g) / tau) over dim 1, or its exact one-hot argmax when `hard`; contiguous output
 // of the logits' dtype. `seed` is a 0-dim int64 CPU tensor. `estimator` and `rao_samples` pick the
-// backward and are only checked (estimators.h). Same semantics as gumbel_softmax_fwd_ref.
+// backward and are only checked (estimators.h). Same semantics as gumbel_softmax_fwd_ref. Given `sample`
+// (hard mode), it also sets *sample to each row's category, what sample_index_cpu of the output gives.
 at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
-                                  const std::string& estimator, int64_t rao_samples);
+                                  const std::string& estimator, int64_t rao_samples, at::Tensor* sample = nullptr);
 
 // y * (grad - sum(grad * y)) / tau over dim 1, with y = `saved`, or regenerated from `saved` = logits
 // and the seed when `recompute` (estimator "st"); or another estimator's gradient of the hard sample of

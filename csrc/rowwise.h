@@ -1,11 +1,17 @@
-// Tensors in the caller's shape, with the categories on `dim`, seen as the kernels' (outer, K, inner) views.
-// The bindings make these views (and view the results back) in C++: from Python each is a tensor call of
-// several microseconds, as much as a whole kernel at small sizes (measured on the CI machine, see
-// gumbel_fused/_ops/_dispatch.py), where in C++ it costs a fraction of one.
+// Tensors in the caller's shape, with the categories on `dim`, seen as the kernels' (outer, K, inner) views,
+// and the gumbel_softmax entry points in those terms. The bindings and the autograd node make these views (and
+// view the results back) in C++: from Python each is a tensor call of several microseconds, as much as a whole
+// kernel at small sizes (measured on the CI machine, see gumbel_fused/_ops/_dispatch.py), where in C++ it costs
+// a fraction of one.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/accumulate.h>
+
+#include <optional>
+#include <string>
+
+#include "kernels.h"
 
 namespace gumbel_fused {
 
@@ -27,5 +33,33 @@ inline at::Tensor caller_view(const at::Tensor& out, at::IntArrayRef caller, int
   shape.append(caller.begin() + dim + 1, caller.end());
   return out.view(shape);
 }
+
+// The entry points of kernels.h in the caller's terms: tensors in the caller's shape, categories on `dim`.
+// The bindings (bindings.cpp) and the autograd node (autograd.cpp) call the kernels through these.
+// `sample`: see gumbel_softmax_fwd_cpu; it gets 1 in place of dim.
+inline at::Tensor gumbel_softmax_fwd(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
+                                     int64_t dim, const std::string& estimator, int64_t rao_samples,
+                                     at::Tensor* sample = nullptr) {
+  const auto y = gumbel_softmax_fwd_cpu(rows_view(logits, dim), seed, tau, hard, estimator, rao_samples, sample);
+  if (sample) *sample = caller_view(*sample, logits.sizes(), dim);
+  return caller_view(y, logits.sizes(), dim);
+}
+
+inline at::Tensor gumbel_softmax_bwd(const at::Tensor& grad, const at::Tensor& saved, const at::Tensor& seed,
+                                     double tau, bool recompute, int64_t dim, const std::string& estimator,
+                                     int64_t rao_samples, const std::optional<at::Tensor>& sample) {
+  const auto sample_rows = sample ? std::optional<at::Tensor>(rows_view(*sample, dim)) : std::nullopt;
+  const auto dx = gumbel_softmax_bwd_cpu(rows_view(grad, dim), rows_view(saved, dim), seed, tau, recompute, estimator,
+                                         rao_samples, sample_rows);
+  return caller_view(dx, saved.sizes(), dim);
+}
+
+inline at::Tensor sample_index(const at::Tensor& one_hot, int64_t dim) {
+  return caller_view(sample_index_cpu(rows_view(one_hot, dim)), one_hot.sizes(), dim);
+}
+
+// gumbel_softmax_fwd with its autograd node in C++ (autograd.cpp): the eager CPU call whose logits require grad.
+at::Tensor gumbel_softmax_with_grad(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
+                                    int64_t dim, const std::string& estimator, int64_t rao_samples);
 
 }  // namespace gumbel_fused

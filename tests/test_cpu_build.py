@@ -42,9 +42,9 @@ def test_isa_variant_and_vector_width(kernels):
 
 
 def test_shipped_extension_has_no_debug_entry_points(kernels):
-    # Exactly the ops' entry points: gumbel_softmax's two directions and the estimators' sample_index, the two
-    # sampling ops, and the eager path's seed draw.
-    expected = {"fwd", "bwd", "sample_index", "gumbel_max", "gumbel_topk", "seed"}
+    # Exactly the ops' entry points: gumbel_softmax's two directions, its forward with the autograd node and the
+    # estimators' sample_index, the two sampling ops, and the eager path's seed draw.
+    expected = {"fwd", "bwd", "fwd_with_grad", "sample_index", "gumbel_max", "gumbel_topk", "seed"}
     assert {name for name in dir(kernels) if not name.startswith("__")} == expected
 
 
@@ -137,6 +137,9 @@ def test_missing_compiler_falls_back_with_one_warning(tmp_path):
             y = gumbel_softmax(torch.randn(4, 5), hard=True)  # line 6 of this script
             assert _cpu.load_cpu_kernels() is None
         assert ((y == 0) | (y == 1)).all() and (y.sum(dim=1) == 1).all()
+        x = torch.randn(4, 5, requires_grad=True)  # a training call: no C++ autograd node either
+        gumbel_softmax(x, hard=True, estimator="reinmax").sum().backward()
+        assert x.grad is not None and x.grad.isfinite().all()
         ours = [w for w in caught if "C++ CPU kernels" in str(w.message)]
         assert len(ours) == 1, [str(w.message) for w in caught]
         assert (ours[0].filename, ours[0].lineno) == ("<string>", 6), (ours[0].filename, ours[0].lineno)

@@ -102,7 +102,7 @@ class KernelOp:
     """
 
     def __init__(self, schema: str, reference: Callable, *, cpp: str, triton: str | None, temperature: str | None,
-                 rowwise: tuple[str, ...]):
+                 rowwise: tuple[str, ...], cpp_with_grad: str | None = None):
         name = schema.split("(", 1)[0]
         LIBRARY.define(schema)
         LIBRARY.impl(name, lambda *args: self._run(self._reference, args), "CompositeExplicitAutograd")
@@ -121,8 +121,8 @@ class KernelOp:
         if rowwise and temperature and self._temperature[0] > self._dim:
             raise ValueError(f"{schema}: 'dim' must follow the temperature argument")
         self._reference = reference
-        self._cpp = cpp
-        self._cpp_entry = None  # the C++ function, once the kernels are loaded
+        self._cpp, self._cpp_with_grad = cpp, cpp_with_grad
+        self._cpp_entries: dict[str, Callable] = {}  # the C++ functions by name, once the kernels are loaded
         self._triton = triton.rsplit(".", 1) if triton else None
 
     def __call__(self, *args):
@@ -172,16 +172,26 @@ class KernelOp:
         out = kernel(*args)
         return out.view(*shape[:dim], *out.shape[1:-1], *shape[dim + 1 :])
 
-    def _cpu_kernel(self, args: tuple, validate: bool):
+    def direct_with_grad(self, *args):
+        """The forward of CPU ``args`` through its C++ autograd node (``cpp_with_grad``), which differentiates it
+        in the first argument only; None where the op has no such node or the C++ kernels are unavailable."""
+        entry = self._cpp_with_grad and self._cpu_entry(self._cpp_with_grad)
+        return entry(*self._cpu_arguments(args, validate=False)) if entry else None
+
+    def _cpu_entry(self, name: str) -> Callable | None:
+        entry = self._cpp_entries.get(name)
+        if entry is None:
+            kernels = _cpu.load_cpu_kernels()
+            if kernels is None:
+                return None
+            entry = self._cpp_entries[name] = getattr(kernels, name)
+        return entry
+
+    def _cpu_arguments(self, args: tuple, validate: bool) -> tuple:
         # The C++ entry points take the schema's arguments, dim included (they make the (outer, K, inner)
         # views themselves, see csrc/rowwise.h), and the temperature as a C++ double. ``validate``: the
         # dispatcher's way in (compile, transforms) brings a tau nobody has checked (compiled code cannot
         # without a guard); on the CPU reading it is free.
-        if self._cpp_entry is None:
-            kernels = _cpu.load_cpu_kernels()
-            if kernels is None:
-                return self._run(self._reference, args)
-            self._cpp_entry = getattr(kernels, self._cpp)
         args = self.complete(args)
         if self._temperature is not None:
             index, name = self._temperature
@@ -190,7 +200,13 @@ class KernelOp:
                 if validate:
                     check_temperature_value(self.name, name, value, args[0].dtype)
                 args = (*args[:index], value, *args[index + 1 :])
-        return self._cpp_entry(*args)
+        return args
+
+    def _cpu_kernel(self, args: tuple, validate: bool):
+        entry = self._cpu_entry(self._cpp)
+        if entry is None:
+            return self._run(self._reference, args)
+        return entry(*self._cpu_arguments(args, validate))
 
     def _cuda_kernel(self, *args):
         if self._triton is None:
@@ -217,6 +233,7 @@ def define_op(
     triton: str | None,
     temperature: str | None = None,
     rowwise: tuple[str, ...] = (),
+    cpp_with_grad: str | None = None,
 ) -> KernelOp:
     """Define ``gumbel_fused::<schema>`` with its kernels and a batching rule; returns its :class:`KernelOp`.
 
@@ -233,8 +250,13 @@ def define_op(
     ``(outer, K, inner)`` views without ``dim``, made here, and their output is viewed back. Doing this inside
     the op rather than around it keeps two view nodes per direction out of the autograd graph. Without
     ``rowwise`` every kernel takes the schema's arguments as they are.
+
+    ``cpp_with_grad`` names a C++ entry point that runs the CPU forward with its autograd node attached, for
+    eager calls that need a gradient in the first argument only (``KernelOp.direct_with_grad``).
     """
-    op = KernelOp(schema, reference, cpp=cpp, triton=triton, temperature=temperature, rowwise=rowwise)
+    op = KernelOp(
+        schema, reference, cpp=cpp, triton=triton, temperature=temperature, rowwise=rowwise, cpp_with_grad=cpp_with_grad
+    )
     torch.library.register_vmap(op.name, _per_sample_vmap(op), lib=LIBRARY)
     return op
 

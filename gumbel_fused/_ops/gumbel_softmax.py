@@ -43,6 +43,7 @@ gumbel_softmax_fwd = define_op(
     triton="gumbel_softmax.gumbel_softmax_fwd",
     temperature="tau",
     rowwise=("logits",),
+    cpp_with_grad="fwd_with_grad",
 )
 # Backward: y * (grad - sum(grad * y)) / tau over dim 1, with y = saved, or regenerated from
 # saved = the logits when recompute; or another estimator's gradient of the hard sample.
@@ -115,6 +116,16 @@ def _estimator_vjp(grad: torch.Tensor, logits: torch.Tensor, sample: torch.Tenso
     return dx.to(logits.dtype).reshape(shape)
 
 
+def vjp_in_logits(grad: torch.Tensor, saved: torch.Tensor, seed, tau, hard: bool, dim: int, estimator: str,
+                  rao_samples: int, sample: torch.Tensor | None) -> torch.Tensor:
+    """The gradient in the logits of the forward call whose ``saved`` tensor (see ``GumbelSoftmaxRules``) is
+    given, differentiable when it must be. The C++ autograd node of eager CPU calls (csrc/autograd.cpp) calls it
+    for a backward with create_graph."""
+    if estimator == "st":
+        return _softmax_vjp(grad, saved, seed, tau, hard, dim)
+    return _estimator_vjp(grad, saved, sample, seed, tau, dim, estimator, rao_samples)
+
+
 def _temperature_sensitivity(y: torch.Tensor, dim: int) -> torch.Tensor:
     """-tau * dy/dtau = y log y - y * sum(y log y) over ``dim``, in the math dtype (0 log 0 = 0)."""
     y = y.to(math_dtype(y.dtype))
@@ -140,9 +151,7 @@ class GumbelSoftmaxRules:
 
     @staticmethod
     def _vjp_in_logits(ctx, grad, saved, seed, tau, sample):
-        if ctx.estimator == "st":
-            return _softmax_vjp(grad, saved, seed, tau, ctx.hard, ctx.dim)
-        return _estimator_vjp(grad, saved, sample, seed, tau, ctx.dim, ctx.estimator, ctx.rao_samples)
+        return vjp_in_logits(grad, saved, seed, tau, ctx.hard, ctx.dim, ctx.estimator, ctx.rao_samples, sample)
 
     @staticmethod
     def _check_temperature_derivative(ctx):
