@@ -144,3 +144,15 @@ def test_backward_twice_needs_retain_graph():
     assert torch.equal(first, second)
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         torch.autograd.grad(y.sum(), x)
+
+
+def test_anomaly_mode_names_the_forward_call():
+    """The node records where it was made, as a Python Function's node does, for anomaly mode's report."""
+    x = logits()
+    with torch.autograd.detect_anomaly(check_nan=False):
+        y = gumbel_softmax(x, hard=True)
+        assert NODE in y.grad_fn.name()
+        stack = y.grad_fn.metadata.get("traceback_")
+        (dx,) = torch.autograd.grad(y.sum(), x)
+    assert stack is not None and "test_anomaly_mode_names_the_forward_call" in "".join(stack)
+    assert dx.isfinite().all()
