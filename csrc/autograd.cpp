@@ -1,11 +1,12 @@
 // The autograd node of gumbel_fused::gumbel_softmax_fwd for eager CPU calls, in C++.
 //
-// Why in C++: at the VAE's size (100, 20, 10) the kernels of a forward + backward take ~70 us on 2 threads, and
-// the same rules as a Python autograd.Function (gumbel_fused/_ops/gumbel_softmax.py) added ~15 us around them:
-// the Function's apply and context, the engine's call back into Python, the backward's own Python. This node
-// is those rules for the common call only, a first-order backward in logits with a float tau; the Python rules
-// serve every other call (a tau that requires grad, forward mode, torch.func, torch.compile) and any backward
-// whose result must itself be differentiable (create_graph), which this node hands to them.
+// Why in C++: at the VAE's size (100, 20, 10) the kernels of a forward + backward take 70-80 us on 2 threads,
+// and the same rules as a Python autograd.Function (gumbel_fused/_ops/gumbel_softmax.py) added 16-65 us around
+// them (the 2-core Zen 4 VM, 1 or 2 threads, back to back or between eager calls): the Function's apply and
+// context, the engine's call back into Python, the backward's own Python. This node is those rules for the
+// common call only, a first-order backward in logits with a float tau. The Python rules serve every other call
+// (a tau that requires grad, forward mode, torch.func, torch.compile) and any backward whose result must itself
+// be differentiable (create_graph), which this node hands to them.
 #include <torch/extension.h>
 
 #include <string>

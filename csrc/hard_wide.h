@@ -104,7 +104,9 @@ bool hard_fwd_wide(const Problem<acc_t>& problem, const Operand<const scalar_t>&
     const int64_t per_image = problem.inner / kWide;
     const int64_t grain = std::max<int64_t>(1, kGrainElements / (kWide * problem.n_cols));
     at::parallel_for(0, problem.rows / kWide, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) hard_wide_tile(problem, x, out, t / per_image, t % per_image * kWide, sample);
+      for (int64_t t = begin; t < end; ++t) {
+        hard_wide_tile(problem, x, out, t / per_image, t % per_image * kWide, sample);
+      }
     });
     return true;
   }

@@ -7,8 +7,9 @@ reaches them one of four ways:
 
 * plain eager on CPU, with a gradient wanted in the first argument only (the training call): the op's C++
   autograd node (``define_op``'s ``cpp_with_grad``, csrc/autograd.cpp), the same rules in C++ for a first-order
-  backward; it hands a backward with create_graph back to these rules. At the VAE's size it took 30-60 us off
-  a forward + backward against the Function below (measured on the 2-core CI machine, calls interleaved).
+  backward; it hands a backward with create_graph back to these rules. At the VAE's size it took 16-65 us off
+  a forward + backward against the Function below (measured on the 2-core CI machine, 1 or 2 threads,
+  back to back or between eager calls).
 * plain eager otherwise: a Function whose ``forward`` takes ``ctx`` and runs the kernel directly.
   A Function with a separate ``setup_context`` binds its arguments with ``inspect.signature`` on every
   call, about 40 us (measured); this one costs a few.
