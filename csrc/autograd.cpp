@@ -4,9 +4,12 @@
 // and the same rules as a Python autograd.Function (gumbel_fused/_ops/gumbel_softmax.py) added 16-65 us around
 // them (the 2-core Zen 4 VM, 1 or 2 threads, back to back or between eager calls): the Function's apply and
 // context, the engine's call back into Python, the backward's own Python. This node is those rules for the
-// common call only, a first-order backward in logits with a float tau. The Python rules serve every other call
-// (a tau that requires grad, forward mode, torch.func, torch.compile) and any backward whose result must itself
-// be differentiable (create_graph), which this node hands to them.
+// common call only: CPU logits, the C++ kernels available, a first-order backward in logits with a float tau.
+// The Python rules serve every other call (a tau that requires grad, forward mode, torch.func, torch.compile,
+// CUDA, no compiler), and every backward that is not plain eager, which this node hands to them.
+#include <ATen/PythonTorchFunctionTLS.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/extension.h>
 
 #include <string>
@@ -18,6 +21,18 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+
+// Whether the backward may call the kernel directly, where the Python rules would (their plain-eager test,
+// gumbel_fused/_ops/_dispatch.runs_plain_eager): no graph to build (create_graph), a plain CPU gradient with
+// storage (not vmap's batched one, which torch.autograd.grad(..., is_grads_batched=True) passes, nor a tensor
+// subclass or a torch.func wrapper), no torch.func transform, and no dispatch or torch-function mode to see the op.
+bool plain_eager_backward(const at::Tensor& grad) {
+  constexpr c10::DispatchKeySet kWrapped({c10::DispatchKey::Python, c10::DispatchKey::Batched,
+                                          c10::DispatchKey::FuncTorchBatched, c10::DispatchKey::FuncTorchGradWrapper});
+  return !at::GradMode::is_enabled() && grad.has_storage() && grad.is_cpu() && !grad.key_set().has_any(kWrapped) &&
+         !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode) &&
+         !c10::impl::dispatch_mode_enabled() && !at::impl::torch_function_mode_enabled();
+}
 
 class GumbelSoftmaxNode : public torch::autograd::Function<GumbelSoftmaxNode> {
  public:
@@ -48,16 +63,18 @@ class GumbelSoftmaxNode : public torch::autograd::Function<GumbelSoftmaxNode> {
     const int64_t rao_samples = ctx->saved_data["rao_samples"].toInt();
     const std::optional<at::Tensor> sample_arg = sample.defined() ? std::optional<at::Tensor>(sample) : std::nullopt;
     at::Tensor d_logits;
-    if (at::GradMode::is_enabled()) {
-      // create_graph: the gradient must be differentiable, which the Python rules' torch formulas are.
+    if (plain_eager_backward(grads[0])) {
+      // "st" is the soft sample's gradient, from y (soft) or the logits (hard); the other estimators' backward
+      // always takes the logits, in hard mode (recompute = true).
+      d_logits = gumbel_softmax_bwd(grads[0], saved, seed, tau, hard, dim, estimator, rao_samples, sample_arg);
+    } else {
+      // The Python rules: differentiable torch formulas under create_graph, the op through the dispatcher under a
+      // transform or mode. CppNode::apply holds this node's mutex here, and the GIL is taken under it; no code
+      // takes the two the other way round (Python never locks a node).
       pybind11::gil_scoped_acquire gil;
       d_logits = pybind11::module_::import("gumbel_fused._ops.gumbel_softmax")
                      .attr("vjp_in_logits")(grads[0], saved, seed, tau, hard, dim, estimator, rao_samples, sample_arg)
                      .cast<at::Tensor>();
-    } else {
-      // "st" is the soft sample's gradient, from y (soft) or the logits (hard); the other estimators' backward
-      // always takes the logits, in hard mode (recompute = true).
-      d_logits = gumbel_softmax_bwd(grads[0], saved, seed, tau, hard, dim, estimator, rao_samples, sample_arg);
     }
     return {d_logits, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }

@@ -59,9 +59,7 @@ void hard_wide_tile(const Problem<float>& problem, const Operand<const scalar_t>
     for (int k = 0; k < columns; ++k) {
       const int64_t c = 4 * q + k;
       x_cols[k] = x.data + o * x.s0 + c * x.s1 + i0;
-#if defined(__GNUC__)
-      __builtin_prefetch(x_cols[k] + 4 * x.s1);  // the next group's column: a new page, so no hardware prefetch
-#endif
+      prefetch_ahead(x_cols[k], 4 * x.s1);  // the next group's column: a new page, so no hardware prefetch
       std::fill_n(out.data + o * out.s0 + c * out.s1 + i0, kWide, scalar_t(0));
     }
     const bool prune = can_prune(problem.tau, 4 * q);  // kChunk is a multiple of 4: the same for the group

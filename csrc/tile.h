@@ -62,6 +62,15 @@ inline TileRows tile_rows(int64_t r0, int count, int64_t inner, int64_t s0, int6
   return t;
 }
 
+// Asks for the cache line `elements` past p (for writing when kWrite). The address is computed as an integer: the
+// line may lie past the tensor's end, where a prefetch is harmless but forming the pointer is not allowed.
+template <int kWrite = 0, typename T>
+C10_ALWAYS_INLINE void prefetch_ahead(const T* p, int64_t elements) {
+#if defined(__GNUC__)
+  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + elements * sizeof(T)), kWrite);
+#endif
+}
+
 // A 16x16 fp32 transpose, dst[j * ld_dst + i] = src[i * ld_src + j], with at::vec's in-register kernel.
 // `flatten` inlines that kernel here, where its sizes are constants: called out of line, its loops over
 // runtime sizes kept the 16 registers in memory, and the transposes took a fifth of the backward.
@@ -83,9 +92,7 @@ C10_ALWAYS_INLINE void load_chunk(const scalar_t* data, const TileRows& rows, in
       const scalar_t* p = data + rows.offset[0] + (c0 + c) * col_stride;
       // Columns are col_stride apart (4 KiB for H*W = 1024): each is a new page, which the hardware
       // prefetchers do not cross, so ask for the next chunk's column now.
-#if defined(__GNUC__)
-      __builtin_prefetch(p + kChunk * col_stride);
-#endif
+      prefetch_ahead(p, kChunk * col_stride);
       for (int j = 0; j < kLanes; ++j) buf[c][j] = static_cast<acc_t>(p[j]);
     }
     return;
@@ -93,9 +100,7 @@ C10_ALWAYS_INLINE void load_chunk(const scalar_t* data, const TileRows& rows, in
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
     if (full && col_stride == 1) {  // row-major: rows contiguous, transpose a block
       if (nc == kChunk) {
-#if defined(__GNUC__)
-        for (int j = 0; j < kLanes; ++j) __builtin_prefetch(data + rows.offset[j] + c0 + kPrefetchChunks * kChunk);
-#endif
+        for (int j = 0; j < kLanes; ++j) prefetch_ahead(data + rows.offset[j] + c0, kPrefetchChunks * kChunk);
         transpose_16x16(data + rows.offset[0] + c0, rows.lane_stride, &buf[0][0], kLanes);
       } else {  // a row's last columns (all of them for K < 16): partial loads, then the same transpose
         using Vf = at::vec::Vectorized<float>;
@@ -126,9 +131,7 @@ C10_ALWAYS_INLINE void store_chunk(scalar_t* data, const TileRows& rows, int64_t
   if (full && rows.lane_stride == 1) {
     for (int c = 0; c < nc; ++c) {
       scalar_t* p = data + rows.offset[0] + (c0 + c) * col_stride;
-#if defined(__GNUC__)
-      __builtin_prefetch(p + kChunk * col_stride, 1);  // as in load_chunk, for writing
-#endif
+      prefetch_ahead<1>(p, kChunk * col_stride);  // as in load_chunk, for writing
       for (int j = 0; j < kLanes; ++j) p[j] = static_cast<scalar_t>(buf[c][j]);
     }
     return;
@@ -136,9 +139,7 @@ C10_ALWAYS_INLINE void store_chunk(scalar_t* data, const TileRows& rows, int64_t
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
     if (full && col_stride == 1) {  // row-major: transpose a block
       if (nc == kChunk) {
-#if defined(__GNUC__)
-        for (int j = 0; j < kLanes; ++j) __builtin_prefetch(data + rows.offset[j] + c0 + kPrefetchChunks * kChunk, 1);
-#endif
+        for (int j = 0; j < kLanes; ++j) prefetch_ahead<1>(data + rows.offset[j] + c0, kPrefetchChunks * kChunk);
         transpose_16x16(&buf[0][0], kLanes, data + rows.offset[0] + c0, rows.lane_stride);
       } else {  // a row's last columns (all of them for K < 16): the transpose, then partial stores
         // The loop below would do, and GCC vectorizes it into scatters, microcoded on AMD: at K = 10 they took

@@ -1,8 +1,10 @@
-"""Test helpers: backends under a common signature, the eager formula, and a verbose allclose."""
+"""Test helpers: backends under a common signature, the eager formula, a verbose allclose, and a dispatch-mode
+recorder of ops."""
 
 from __future__ import annotations
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from gumbel_fused._ops import gumbel_max as max_ops
 from gumbel_fused._ops import gumbel_softmax as ops
@@ -143,3 +145,15 @@ def golden_gumbel(rng_golden: dict) -> tuple[torch.Tensor, torch.Tensor]:
     )
     want = torch.tensor([x for row in rows for x in row["g"]] + list(edges.values()), dtype=torch.float64)
     return u, want
+
+
+class RecordOps(TorchDispatchMode):
+    """Records the ops that reach the dispatcher; its presence alone forces the registered-op path."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))

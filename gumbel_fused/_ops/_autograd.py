@@ -3,13 +3,13 @@
 An op's rules are ``setup_context(ctx, inputs, output)``, ``backward(ctx, *grads)`` and
 ``jvp(ctx, *tangents)`` (tangents in the order of the inputs, None for an input without one).
 :func:`differentiable` registers them on the op and wraps them in two ``autograd.Function`` classes. A call
-reaches them one of four ways:
+takes one of four ways:
 
 * plain eager on CPU, with a gradient wanted in the first argument only (the training call): the op's C++
-  autograd node (``define_op``'s ``cpp_with_grad``, csrc/autograd.cpp), the same rules in C++ for a first-order
-  backward; it hands a backward with create_graph back to these rules. At the VAE's size it took 16-65 us off
-  a forward + backward against the Function below (measured on the 2-core CI machine, 1 or 2 threads,
-  back to back or between eager calls).
+  autograd node (``define_op``'s ``cpp_with_grad``, csrc/autograd.cpp), these rules' first-order backward in
+  C++; it hands back to them any backward that is not plain eager (create_graph, batched grads, modes). At
+  the VAE's size it took 16-65 us off a forward + backward against the Function below (measured on the
+  2-core CI machine, 1 or 2 threads, back to back or between eager calls).
 * plain eager otherwise: a Function whose ``forward`` takes ``ctx`` and runs the kernel directly.
   A Function with a separate ``setup_context`` binds its arguments with ``inspect.signature`` on every
   call, about 40 us (measured); this one costs a few.

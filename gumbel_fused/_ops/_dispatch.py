@@ -50,8 +50,16 @@ def in_plain_eager_context() -> bool:
 
 
 def runs_plain_eager(tensor: torch.Tensor) -> bool:
-    """Whether calling a kernel directly on ``tensor`` is indistinguishable from calling the op."""
-    return in_plain_eager_context() and type(tensor) in _PLAIN_TENSOR_TYPES
+    """Whether calling a kernel directly on ``tensor`` is indistinguishable from calling the op.
+
+    A legacy batched tensor is a plain ``torch.Tensor`` with no storage: the gradient that
+    ``torch.autograd.grad(..., is_grads_batched=True)`` passes to a backward (0.1 us to rule out).
+    """
+    return (
+        in_plain_eager_context()
+        and type(tensor) in _PLAIN_TENSOR_TYPES
+        and not torch._C._functorch.is_legacy_batchedtensor(tensor)
+    )
 
 
 def check_temperature_value(fn: str, name: str, value: float, dtype: torch.dtype) -> None:

@@ -60,7 +60,9 @@ def seed_for(logits: torch.Tensor, generator: torch.Generator | None = None) -> 
     if generator is None:
         return torch.randint(SEED_HIGH, (), generator=None, device=logits.device, dtype=torch.int64)
     seed = torch.randint(SEED_HIGH, (), generator=generator, device=generator.device, dtype=torch.int64)
-    return seed.to(logits.device, non_blocking=True)
+    # Non-blocking only towards a GPU, where the kernel that reads it is queued behind the copy; the CPU kernels
+    # read a CPU seed at once, so a copy from a CUDA generator must have finished.
+    return seed.to(logits.device, non_blocking=logits.device.type == "cuda")
 
 
 # Never merged with another call (nondeterministic_seeded), as aten's random ops.

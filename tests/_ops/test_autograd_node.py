@@ -13,6 +13,8 @@ from gumbel_fused import _cpu, gumbel_softmax
 from gumbel_fused._ops._dispatch import KernelOp
 from gumbel_fused.reference.estimators import ESTIMATORS
 
+from ..helpers import RecordOps
+
 pytestmark = pytest.mark.skipif(_cpu.load_cpu_kernels() is None, reason="the C++ kernels are not available")
 
 NODE = "GumbelSoftmaxNode"
@@ -28,12 +30,6 @@ def sample_and_grad(x, generator_seed=11, **kwargs):
     upstream = torch.randn(y.shape, generator=torch.Generator().manual_seed(5)).to(y.dtype)
     (dx,) = torch.autograd.grad(y, x, upstream)
     return y, dx
-
-
-@pytest.fixture
-def python_rules(monkeypatch):
-    """Calls take the Python autograd.Function instead of the C++ node."""
-    monkeypatch.setattr(KernelOp, "direct_with_grad", lambda self, *args: None)
 
 
 def test_training_call_takes_the_node_and_other_calls_do_not():
@@ -72,6 +68,7 @@ def test_node_records_the_sampled_category_on_every_layout(monkeypatch, dtype, s
     x.requires_grad_()
     kwargs = {"tau": 1.3, "hard": True, "dim": dim, "estimator": "reinmax"}
     y_node, dx_node = sample_and_grad(x, **kwargs)
+    assert NODE in y_node.grad_fn.name()
     monkeypatch.setattr(KernelOp, "direct_with_grad", lambda self, *args: None)
     y_rules, dx_rules = sample_and_grad(x, **kwargs)
     assert y_node.isnan().any()
@@ -103,15 +100,18 @@ def test_second_order_through_the_node():
 def test_estimator_double_backward_matches_the_python_rules(monkeypatch, estimator):
     x = logits((4, 6), torch.float64)
     weight = torch.randn(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    nodes = []
 
     def hessian_vector():
         y = gumbel_softmax(x, 1.0, True, generator=torch.Generator().manual_seed(4), estimator=estimator)
+        nodes.append(NODE in y.grad_fn.name())
         (dx,) = torch.autograd.grad((y * weight).sum(), x, create_graph=True)
         return torch.autograd.grad((dx * weight).sum(), x, allow_unused=True)[0]
 
     node = hessian_vector()
     monkeypatch.setattr(KernelOp, "direct_with_grad", lambda self, *args: None)
     rules = hessian_vector()
+    assert nodes == [True, False]
     assert (node is None) == (rules is None)
     if node is not None:
         torch.testing.assert_close(node, rules, rtol=0, atol=0)
@@ -122,12 +122,13 @@ def test_saved_tensor_hooks_and_version_checks_apply():
     packed = []
 
     def pack(t):
-        packed.append(t.shape)
+        packed.append(t.data_ptr())
         return t
 
+    z = x * 1.0
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = gumbel_softmax(x * 1.0, hard=True)
-    assert NODE in y.grad_fn.name() and x.shape in packed  # the logits (hard mode keeps them)
+        y = gumbel_softmax(z, hard=True)
+    assert NODE in y.grad_fn.name() and z.data_ptr() in packed  # the logits (hard mode keeps them)
 
     z = x * 1.0
     y = gumbel_softmax(z, hard=True)
@@ -155,4 +156,30 @@ def test_anomaly_mode_names_the_forward_call():
         stack = y.grad_fn.metadata.get("traceback_")
         (dx,) = torch.autograd.grad(y.sum(), x)
     assert stack is not None and "test_anomaly_mode_names_the_forward_call" in "".join(stack)
+    assert dx.isfinite().all()
+
+
+@pytest.mark.parametrize("node", [True, False])
+@pytest.mark.parametrize("estimator", ["st", "reinmax"])
+def test_batched_grads_meet_the_op_through_the_dispatcher(monkeypatch, node, estimator):
+    """The batched gradient of torch.autograd.grad(..., is_grads_batched=True) has no storage for a kernel to read:
+    the node hands it to the Python rules, and they send it through the dispatcher (vmap's loop over the op)."""
+    if not node:
+        monkeypatch.setattr(KernelOp, "direct_with_grad", lambda self, *args: None)
+    x = logits()
+    y = gumbel_softmax(x, 0.8, hard=True, generator=torch.Generator().manual_seed(1), estimator=estimator)
+    assert (NODE in y.grad_fn.name()) == node
+    upstream = torch.randn(3, *y.shape, generator=torch.Generator().manual_seed(2))
+    (batched,) = torch.autograd.grad(y, x, upstream, is_grads_batched=True, retain_graph=True)
+    for i in range(3):
+        assert torch.equal(batched[i], torch.autograd.grad(y, x, upstream[i], retain_graph=True)[0])
+
+
+def test_a_dispatch_mode_sees_the_backward_op():
+    x = logits()
+    y = gumbel_softmax(x, hard=True)
+    assert NODE in y.grad_fn.name()
+    with RecordOps() as recorder:
+        (dx,) = torch.autograd.grad(y.sum(), x)
+    assert "gumbel_fused.gumbel_softmax_bwd.default" in recorder.ops
     assert dx.isfinite().all()

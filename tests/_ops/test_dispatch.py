@@ -8,23 +8,12 @@ import warnings
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from gumbel_fused import gumbel_softmax
 from gumbel_fused._ops import gumbel_softmax as ops
 from gumbel_fused._ops._dispatch import runs_plain_eager
 
-
-class _RecordOps(TorchDispatchMode):
-    """Records the ops that reach the dispatcher; its presence alone forces the registered-op path."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func))
-        return func(*args, **(kwargs or {}))
+from ..helpers import RecordOps
 
 
 @pytest.mark.parametrize("dim", [-1, 1, 0])
@@ -36,7 +25,7 @@ def test_direct_call_and_registered_op_agree(hard, dim):
     results = []
     for through_dispatcher in (False, True):
         leaf = x.clone().requires_grad_()
-        mode = _RecordOps()
+        mode = RecordOps()
         with mode if through_dispatcher else contextlib.nullcontext():
             y = gumbel_softmax(leaf, tau, hard, dim=dim, generator=torch.Generator().manual_seed(1))
             (y * weight).sum().backward()
@@ -62,7 +51,7 @@ def test_eager_call_makes_no_tensor_for_tau_and_skips_the_dispatcher():
 def test_runs_plain_eager_only_for_plain_tensors_outside_transforms_and_modes():
     x = torch.randn(3)
     assert runs_plain_eager(x) and runs_plain_eager(torch.nn.Parameter(x))
-    with _RecordOps():
+    with RecordOps():
         assert not runs_plain_eager(x)
     with torch.overrides.TorchFunctionMode():
         assert not runs_plain_eager(x)
