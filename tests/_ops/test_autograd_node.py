@@ -183,3 +183,22 @@ def test_a_dispatch_mode_sees_the_backward_op():
         (dx,) = torch.autograd.grad(y.sum(), x)
     assert "gumbel_fused.gumbel_softmax_bwd.default" in recorder.ops
     assert dx.isfinite().all()
+
+
+@pytest.mark.parametrize(("hard", "estimator"), [(False, "st"), (True, "st"), (True, "reinmax")])
+def test_compiled_autograd_gives_the_same_gradient(hard, estimator):
+    """Compiled autograd meets the node in the graph it compiles (the node is not traceable: it runs as it is)."""
+    from torch._dynamo import compiled_autograd
+
+    x = logits((6, 5))
+    weight = torch.randn(6, 5, generator=torch.Generator().manual_seed(4))
+
+    def loss():
+        y = gumbel_softmax(x, 0.7, hard, generator=torch.Generator().manual_seed(3), estimator=estimator)
+        assert NODE in y.grad_fn.name()
+        return (y * weight).sum()
+
+    (expected,) = torch.autograd.grad(loss(), x)
+    with compiled_autograd._enable(torch.compile(backend="eager")):
+        loss().backward()
+    assert torch.equal(x.grad, expected)
