@@ -34,8 +34,8 @@ inline at::Tensor caller_view(const at::Tensor& out, at::IntArrayRef caller, int
   return out.view(shape);
 }
 
-// The entry points of kernels.h in the caller's terms: tensors in the caller's shape, categories on `dim`.
-// The bindings (bindings.cpp) and the autograd node (autograd.cpp) call the kernels through these.
+// gumbel_softmax's entry points of kernels.h in the caller's terms: tensors in the caller's shape, categories on
+// `dim`. The bindings (bindings.cpp) and the autograd node (autograd.cpp) both call the kernels through these.
 // `sample`: see gumbel_softmax_fwd_cpu; it gets 1 in place of dim.
 inline at::Tensor gumbel_softmax_fwd(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
                                      int64_t dim, const std::string& estimator, int64_t rao_samples,

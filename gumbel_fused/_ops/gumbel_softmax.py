@@ -120,7 +120,7 @@ def vjp_in_logits(grad: torch.Tensor, saved: torch.Tensor, seed, tau, hard: bool
                   rao_samples: int, sample: torch.Tensor | None) -> torch.Tensor:
     """The gradient in the logits of the forward call whose ``saved`` tensor (see ``GumbelSoftmaxRules``) is
     given, differentiable when it must be. The C++ autograd node of eager CPU calls (csrc/autograd.cpp) calls it
-    for a backward with create_graph."""
+    for every backward that is not plain eager (create_graph, batched grads, transforms, modes)."""
     if estimator == "st":
         return _softmax_vjp(grad, saved, seed, tau, hard, dim)
     return _estimator_vjp(grad, saved, sample, seed, tau, dim, estimator, rao_samples)

@@ -24,6 +24,11 @@ def logits(shape=(6, 5, 7), dtype=torch.float32, seed=3):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(dtype).requires_grad_()
 
 
+def take_python_rules(monkeypatch):
+    """From here on, training calls take the Python autograd.Function instead of the C++ node."""
+    monkeypatch.setattr(KernelOp, "direct_with_grad", lambda self, *args: None)
+
+
 def sample_and_grad(x, generator_seed=11, **kwargs):
     """A call with a fixed seed, and its gradient for a fixed upstream gradient."""
     y = gumbel_softmax(x, generator=torch.Generator().manual_seed(generator_seed), **kwargs)
@@ -50,7 +55,7 @@ def test_node_gives_the_python_rules_bits(monkeypatch, dtype, dim, hard, estimat
     x = logits(dtype=dtype)
     y_node, dx_node = sample_and_grad(x, **kwargs)
     assert NODE in y_node.grad_fn.name()
-    monkeypatch.setattr(KernelOp, "direct_with_grad", lambda self, *args: None)
+    take_python_rules(monkeypatch)
     y_rules, dx_rules = sample_and_grad(x, **kwargs)
     assert NODE not in y_rules.grad_fn.name()
     assert torch.equal(y_node, y_rules)
@@ -69,7 +74,7 @@ def test_node_records_the_sampled_category_on_every_layout(monkeypatch, dtype, s
     kwargs = {"tau": 1.3, "hard": True, "dim": dim, "estimator": "reinmax"}
     y_node, dx_node = sample_and_grad(x, **kwargs)
     assert NODE in y_node.grad_fn.name()
-    monkeypatch.setattr(KernelOp, "direct_with_grad", lambda self, *args: None)
+    take_python_rules(monkeypatch)
     y_rules, dx_rules = sample_and_grad(x, **kwargs)
     assert y_node.isnan().any()
     torch.testing.assert_close(y_node, y_rules, rtol=0, atol=0, equal_nan=True)
@@ -109,7 +114,7 @@ def test_estimator_double_backward_matches_the_python_rules(monkeypatch, estimat
         return torch.autograd.grad((dx * weight).sum(), x, allow_unused=True)[0]
 
     node = hessian_vector()
-    monkeypatch.setattr(KernelOp, "direct_with_grad", lambda self, *args: None)
+    take_python_rules(monkeypatch)
     rules = hessian_vector()
     assert nodes == [True, False]
     assert (node is None) == (rules is None)
@@ -165,7 +170,7 @@ def test_batched_grads_meet_the_op_through_the_dispatcher(monkeypatch, node, est
     """The batched gradient of torch.autograd.grad(..., is_grads_batched=True) has no storage for a kernel to read:
     the node hands it to the Python rules, and they send it through the dispatcher (vmap's loop over the op)."""
     if not node:
-        monkeypatch.setattr(KernelOp, "direct_with_grad", lambda self, *args: None)
+        take_python_rules(monkeypatch)
     x = logits()
     y = gumbel_softmax(x, 0.8, hard=True, generator=torch.Generator().manual_seed(1), estimator=estimator)
     assert (NODE in y.grad_fn.name()) == node
