@@ -224,6 +224,20 @@ def fallback_table(cases: dict) -> list[str]:
     return out
 
 
+def targets_table(cases: dict) -> list[str]:
+    """The fused op against eager at the VAE's size, timed in pairs, beside the target speed-up
+    (test_bench_targets.py)."""
+    out = ["| shape | direction | threads | eager | fused | speed-up | target |", "|---|---|---:|---:|---:|---:|---:|"]
+    for (_device, name, shape, _dtype, direction, _mode), impls in cases.items():
+        fused, info = median(impls["fused"]), impls["fused"]["extra_info"]
+        eager = info.get("rival_median")  # timed interleaved with the fused op
+        out.append(
+            f"| {name} {shape} | {direction} | {info.get('threads', '-')} | {fmt_time(eager)} | {fmt_time(fused)} | "
+            f"{fmt_ratio(eager, fused)} | {info['target']:.0f}x |"
+        )
+    return out
+
+
 def train_table(benchmarks: list[dict]) -> list[str]:
     rows: dict[tuple, dict[str, float]] = defaultdict(dict)
     for b in benchmarks:
@@ -317,6 +331,17 @@ def write_markdown(machine: dict, benchmarks: list[dict], path: Path) -> None:
             "Eager's calls are interleaved with the reference's, so that both see the same machine load.",
             "",
             *fallback_table(fallback),
+            "",
+        ]
+    targets = by_case(benchmarks, "targets")
+    if targets:
+        lines += [
+            "## Targets at the VAE's size: fused vs eager, timed in pairs (fp32, hard)",
+            "",
+            "Eager's calls are interleaved with the fused op's, so that both see the same machine load; the "
+            "gumbel suite (the summary and timings tables) times them in separate benchmarks, each call back to back.",
+            "",
+            *targets_table(targets),
             "",
         ]
     if any(b["extra_info"]["suite"] == "train_step" for b in benchmarks):
