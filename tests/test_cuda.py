@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gumbel_fused import gumbel_softmax
+from gumbel_fused.reference.estimators import ESTIMATORS
 
 from .helpers import as_tensors
 
@@ -81,14 +82,16 @@ def _kernels_launched(fn) -> list[str]:
     return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
 
-@pytest.mark.parametrize("hard", [False, True])
-def test_one_kernel_launch_per_direction(hard):
-    # No seed kernel (a Philox reservation, derived on the host) and no tau kernel (passed by value).
+@pytest.mark.parametrize("hard, estimator", [(False, "st"), *((True, e) for e in ESTIMATORS)])
+def test_one_kernel_launch_per_direction(hard, estimator):
+    # No seed kernel (a Philox reservation, derived on the host), no tau kernel (passed by value), and for the
+    # estimators no argmax kernel (the forward launch records each row's category).
     x = torch.randn(100, 20, 10, device="cuda", requires_grad=True)
     weight = torch.randn(100, 20, 10, device="cuda")
-    forward = _kernels_launched(lambda: gumbel_softmax(x, 0.5, hard))
+    tau = 1.0 if estimator == "reinmax" else 0.5
+    forward = _kernels_launched(lambda: gumbel_softmax(x, tau, hard, estimator=estimator))
     assert len(forward) == 1 and "gumbel_softmax_fwd" in forward[0], forward
-    y = gumbel_softmax(x, 0.5, hard)
+    y = gumbel_softmax(x, tau, hard, estimator=estimator)
     backward = _kernels_launched(lambda: torch.autograd.grad(y, x, weight, retain_graph=True))
     assert len(backward) == 1 and "gumbel_softmax_bwd" in backward[0], backward
 

@@ -1,7 +1,9 @@
 """Autograd for the differentiable ops: one set of rules per op, and the ways a call reaches them.
 
 An op's rules are ``setup_context(ctx, inputs, output)``, ``backward(ctx, *grads)`` and
-``jvp(ctx, *tangents)`` (tangents in the order of the inputs, None for an input without one).
+``jvp(ctx, *tangents)`` (tangents in the order of the inputs, None for an input without one), and optionally
+``eager_forward(ctx, op, args)``, the forward of the eager Function below (``op.direct(*args)`` by default), which
+may leave on ``ctx`` what its kernel recorded for ``setup_context``.
 :func:`differentiable` registers them on the op and wraps them in two ``autograd.Function`` classes. A call
 takes one of four ways:
 
@@ -57,8 +59,10 @@ def differentiable(op: KernelOp, rules: type) -> Callable:
     torch.library.register_autograd(op.name, rules.backward, setup_context=rules.setup_context, lib=LIBRARY)
     name = op.name.split("::")[1]
 
+    eager_forward = getattr(rules, "eager_forward", None)
+
     def forward_with_context(ctx, *args):
-        output = op.direct(*args)
+        output = eager_forward(ctx, op, args) if eager_forward else op.direct(*args)
         rules.setup_context(ctx, args, output)
         return output
 

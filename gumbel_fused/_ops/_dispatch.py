@@ -148,28 +148,36 @@ class KernelOp:
             for index, a in enumerate(args)
         )
 
-    def direct(self, *args):
-        """The kernel of the first argument's device, called without the dispatcher or autograd."""
+    def direct(self, *args, **cuda_options):
+        """The kernel of the first argument's device, called without the dispatcher or autograd.
+
+        ``cuda_options``: keyword arguments for the Triton launcher of CUDA arguments (an extra output it can
+        write in the same launch); where a launcher returns several tensors, each is viewed back."""
         first = args[0]
-        if first.is_cpu:
+        if first.is_cpu and not cuda_options:
             return self._cpu_kernel(args, validate=False)
-        return self._run(self._cuda_kernel if first.is_cuda else self._reference, args)
+        if first.is_cuda:
+            return self._run(self._cuda_kernel, args, cuda_options)
+        if cuda_options:
+            raise ValueError(f"{self.name}: launcher options {sorted(cuda_options)} apply to CUDA tensors only")
+        return self._run(self._reference, args)
 
     def complete(self, args: tuple) -> tuple:
         """``args`` with omitted trailing arguments filled from the schema's defaults (a caller may omit them,
         and the dispatcher drops those equal to their defaults before calling a Python kernel)."""
         return args + self._defaults[len(args) :] if len(args) < len(self._defaults) else args
 
-    def _run(self, kernel: Callable, args: tuple):
+    def _run(self, kernel: Callable, args: tuple, options: dict | None = None):
         """``kernel`` on the ``(outer, K, inner)`` views of the rowwise arguments (and without ``dim``), its
-        output viewed back: its middle dimensions take the place of ``dim`` in the caller's shape."""
-        args = self.complete(args)
+        output (or each of its outputs) viewed back: its middle dimensions take the place of ``dim`` in the
+        caller's shape. ``options`` go to ``kernel`` as keyword arguments."""
+        args, options = self.complete(args), options or {}
         if self._dim is None:
-            return kernel(*args)
+            return kernel(*args, **options)
         shape, dim = args[0].shape, args[self._dim]
         args = [*args[: self._dim], *args[self._dim + 1 :]]
         if len(shape) == 3 and dim == 1:
-            return kernel(*args)
+            return kernel(*args, **options)
         outer, inner = math.prod(shape[:dim]), math.prod(shape[dim + 1 :])
         for index in self._rowwise:
             index -= index > self._dim  # its place once dim is gone
@@ -177,7 +185,9 @@ class KernelOp:
             # there). Sizes as ints, not a tuple: 2 us less.
             if args[index] is not None:
                 args[index] = args[index].reshape(outer, args[index].shape[dim], inner)
-        out = kernel(*args)
+        out = kernel(*args, **options)
+        if isinstance(out, tuple):
+            return tuple(o.view(*shape[:dim], *o.shape[1:-1], *shape[dim + 1 :]) for o in out)
         return out.view(*shape[:dim], *out.shape[1:-1], *shape[dim + 1 :])
 
     def direct_with_grad(self, *args):
@@ -216,9 +226,9 @@ class KernelOp:
             return self._run(self._reference, args)
         return entry(*self._cpu_arguments(args, validate))
 
-    def _cuda_kernel(self, *args):
+    def _cuda_kernel(self, *args, **options):
         if self._triton is None:
-            return self._reference(*args)
+            return self._reference(*args, **options)
         module, launcher = self._triton
         if self._temperature is not None:
             # The Triton kernels take tau by value (no tensor, no launch) or by pointer. By value Triton
@@ -230,7 +240,7 @@ class KernelOp:
             if isinstance(tau, float) and args[0].dtype == torch.float64:
                 tau = temperature_tensor(tau, args[0].device)
             args = (*args[:index], tau, *args[index + 1 :])
-        return getattr(importlib.import_module(f"gumbel_fused._triton.{module}"), launcher)(*args)
+        return getattr(importlib.import_module(f"gumbel_fused._triton.{module}"), launcher)(*args, **options)
 
 
 def define_op(

@@ -59,7 +59,8 @@ gumbel_softmax_bwd = define_op(
 
 
 # The category of each row of a hard sample (the index of its one), int64 with 1 on dim: what the estimators'
-# backward takes. A scan of the one-hot in C++; on CUDA, torch.argmax (the reference).
+# backward takes, where the forward kernel did not record it (see GumbelSoftmaxRules.eager_forward). A scan of the
+# one-hot in C++; on CUDA, torch.argmax (the reference).
 sample_index = define_op(
     "sample_index(Tensor one_hot, int dim=1) -> Tensor",
     sample_index_ref,
@@ -138,6 +139,17 @@ class GumbelSoftmaxRules:
     logits and a tensor tau."""
 
     @staticmethod
+    def eager_forward(ctx, op, args):
+        """The forward of the eager Function (see ``_autograd``). On CUDA, the hard forward of an estimator other
+        than "st" records each row's category in its own launch (``ctx.recorded_sample``), where ``setup_context``
+        would launch an argmax of the one-hot (the CPU's C++ node records it too, csrc/autograd.cpp)."""
+        logits, estimator = args[0], args[5]
+        if estimator == "st" or not logits.is_cuda:
+            return op.direct(*args)
+        output, ctx.recorded_sample = op.direct(*args, record_sample=True)
+        return output
+
+    @staticmethod
     def setup_context(ctx, inputs, output):
         logits, seed, tau, hard, dim, ctx.estimator, ctx.rao_samples = inputs
         # Soft mode: y is the output, so keep it. Hard mode: the output is a one-hot, and keeping y too
@@ -146,7 +158,13 @@ class GumbelSoftmaxRules:
         # keeps the sampled category, a per-row int64 (1 on dim): its backward then need not draw the
         # sample's noise again, and uses exactly the forward's category.
         ctx.hard, ctx.dim = hard, dim
-        sample = sample_index(output, dim) if ctx.estimator != "st" else None
+        sample = None
+        if ctx.estimator != "st":
+            sample = getattr(ctx, "recorded_sample", None)
+            if sample is None:
+                sample = sample_index(output, dim)
+            else:
+                del ctx.recorded_sample  # kept through save_values only, so saved-tensor hooks see it
         save_values(ctx, logits if hard else output, seed, tau, sample)
 
     @staticmethod

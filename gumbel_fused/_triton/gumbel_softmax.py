@@ -193,6 +193,15 @@ def _one_hot(cols, row_argmax, invalid):
     return tl.where(invalid[:, None], float("nan"), y)
 
 
+@triton.jit
+def _record_sample(sample_ptr, rows, n_rows, row_argmax, invalid):
+    """Each row's category into ``sample_ptr`` (int64, row r at r), when given: the index of its one, 0 for an
+    invalid (all-NaN) row, as torch.argmax of the one-hot gives. Written by the launch that samples, so an
+    estimator's forward needs no argmax launch of its own."""
+    if sample_ptr is not None:
+        tl.store(sample_ptr + rows, tl.where(invalid, 0, row_argmax), mask=rows < n_rows)
+
+
 @triton.jit(do_not_specialize=["seed"])  # an int seed: no variant per value
 def _gumbel_softmax_fwd_kernel(
     x_ptr,  # logits, (outer, K, inner) with any strides
@@ -203,6 +212,7 @@ def _gumbel_softmax_fwd_kernel(
     n_cols,  # K categories
     inner,  # size of the dimensions after the category dimension
     stride_outer, stride_col, stride_inner,  # logits strides, in elements
+    sample_ptr,  # each row's category, int64 contiguous (outer, 1, inner), or None (see _record_sample)
     HARD: tl.constexpr,  # write the one-hot of the argmax instead of the soft sample
     SINGLE_PASS: tl.constexpr,  # BLOCK_K >= K: whole rows in registers
     MATH_DTYPE: tl.constexpr,
@@ -222,11 +232,13 @@ def _gumbel_softmax_fwd_kernel(
         if HARD:
             y = _one_hot(tl.arange(0, BLOCK_K), row_argmax, invalid)
         store_tile(out_ptr, y, rows, 0, n_rows, n_cols, inner, BLOCK_K)
+        _record_sample(sample_ptr, rows, n_rows, row_argmax, invalid)
     else:
         shift, row_max, row_sum, row_argmax, invalid = _row_stats(
             x_ptr, seed, tau, rows, n_rows, n_cols, n_groups, inner,
             stride_outer, stride_col, stride_inner, MATH_DTYPE, BLOCK_R, BLOCK_K,
         )
+        _record_sample(sample_ptr, rows, n_rows, row_argmax, invalid)
         for col0 in range(0, n_cols, BLOCK_K):
             if HARD:
                 # The one-hot needs only the argmax: no second read of the logits.
@@ -323,11 +335,22 @@ def _gumbel_softmax_bwd_kernel(
                     store_tile(dx_ptr, y * (dy - dot[:, None]) / tau, rows, col0, n_rows, n_cols, inner, BLOCK_K)
 
 
-def gumbel_softmax_fwd(logits, seed, tau, hard: bool, estimator: str = "st", rao_samples: int = 10):
+def gumbel_softmax_fwd(
+    logits, seed, tau, hard: bool, estimator: str = "st", rao_samples: int = 10, *, record_sample: bool = False
+):
     """Launch the forward kernel on ``(outer, K, inner)`` logits; returns a contiguous sample. The sample does
-    not depend on ``estimator``, which is only checked."""
-    estimator_index(estimator, hard, rao_samples, fn="gumbel_fused::gumbel_softmax_fwd")
-    return launch_rowwise(_gumbel_softmax_fwd_kernel, (logits,), seed, tau, HARD=hard)
+    not depend on ``estimator``, which is only checked. With ``record_sample`` (hard only), returns
+    ``(sample, category)``: the same launch also writes each row's category, int64 ``(outer, 1, inner)``, what
+    ``sample_index`` finds in the one-hot (the estimators' backward takes it)."""
+    fn = "gumbel_fused::gumbel_softmax_fwd"
+    estimator_index(estimator, hard, rao_samples, fn=fn)
+    if not record_sample:
+        return launch_rowwise(_gumbel_softmax_fwd_kernel, (logits,), seed, tau, sample_ptr=None, HARD=hard)
+    if not hard:
+        raise ValueError(f"{fn}(): only a hard sample has a category to record")
+    category = logits.new_empty((logits.shape[0], 1, logits.shape[2]), dtype=torch.int64)
+    out = launch_rowwise(_gumbel_softmax_fwd_kernel, (logits,), seed, tau, sample_ptr=category, HARD=hard)
+    return out, category
 
 
 def gumbel_softmax_bwd(

@@ -157,8 +157,9 @@ def launch_config(
 TL_DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64}
 
 
-def launch_rowwise(kernel, inputs: tuple, seed, tau, *, out=None, config: dict | None = None, **constexprs):
-    """Launch ``kernel(*inputs, out, seed, tau, n_rows, n_cols, inner, *strides of inputs)`` over row tiles.
+def launch_rowwise(kernel, inputs: tuple, seed, tau, *, out=None, config: dict | None = None, **named):
+    """Launch ``kernel(*inputs, out, seed, tau, n_rows, n_cols, inner, *strides of inputs, **named)`` over row
+    tiles: ``named`` holds the kernel's further arguments (its constexprs, an optional output pointer).
 
     The last input (the logits, or the backward's saved tensor) is the ``(outer, K, inner)`` problem and fixes
     the math dtype. ``out`` is the result (a new contiguous tensor like that input when not given: the sampling
@@ -178,6 +179,6 @@ def launch_rowwise(kernel, inputs: tuple, seed, tau, *, out=None, config: dict |
     strides = [stride for tensor in inputs for stride in tensor.stride()]
     kernel[(triton.cdiv(n_rows, config["BLOCK_R"]),)](
         *inputs, out, seed, tau, n_rows, n_cols, inner, *strides,
-        MATH_DTYPE=TL_DTYPES[math], **config, **constexprs,
+        MATH_DTYPE=TL_DTYPES[math], **config, **named,
     )
     return out

@@ -12,7 +12,9 @@ import torch
 from gumbel_fused import gumbel_softmax
 from gumbel_fused._ops import gumbel_softmax as ops
 from gumbel_fused._ops._dispatch import runs_plain_eager
+from gumbel_fused._triton import gumbel_softmax as triton_launchers
 
+from ..conftest import TRITON_DEVICE
 from ..helpers import RecordOps
 
 
@@ -46,6 +48,23 @@ def test_eager_call_makes_no_tensor_for_tau_and_skips_the_dispatcher():
     assert "aten::randint" in names  # the seed
     assert not {"aten::full", "aten::ones", "aten::mul", "aten::lift_fresh"} & names  # tau stays a float
     assert not any(name.startswith("gumbel_fused::") for name in names)  # the kernels, called directly
+
+
+@pytest.mark.parametrize("dim", [2, 1, 0])  # the op's dim: canonical (the public function makes it so)
+def test_a_launchers_outputs_are_viewed_back_in_the_callers_shape(dim):
+    # The CUDA kernel's way through the op layer (run here on the Triton launcher, in the interpreter without a GPU):
+    # a launcher that also records each row's category returns both, each in the caller's shape.
+    x = torch.randn(6, 5, 4, device=TRITON_DEVICE)
+    args = (x, 11, 0.8, True, dim, "reinmax", 10)
+    y, sample = ops.gumbel_softmax_fwd._run(triton_launchers.gumbel_softmax_fwd, args, {"record_sample": True})
+    assert y.shape == x.shape and sample.shape == tuple(1 if d == dim else n for d, n in enumerate(x.shape))
+    assert torch.equal(y, ops.gumbel_softmax_fwd._run(triton_launchers.gumbel_softmax_fwd, args))
+    assert torch.equal(sample, y.argmax(dim, keepdim=True))
+
+
+def test_launcher_options_are_refused_off_cuda():
+    with pytest.raises(ValueError, match="CUDA tensors only"):
+        ops.gumbel_softmax_fwd.direct(torch.randn(3, 4), 1, 1.0, True, -1, "reinmax", 10, record_sample=True)
 
 
 def test_runs_plain_eager_only_for_plain_tensors_outside_transforms_and_modes():

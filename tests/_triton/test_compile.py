@@ -32,24 +32,28 @@ from gumbel_fused._triton import gumbel_softmax as T, tiles
 
 outer, n_cols, inner, dtype = json.loads(sys.argv[1])
 RAO_BLOCK = 16  # rao_samples = 10
-VARIANTS = [(T._gumbel_softmax_fwd_kernel, 2, dict(HARD=hard)) for hard in (False, True)]
+# (kernel, tensors among its first arguments, constexpr flags, whether sample_ptr is a tensor or None): the forward
+# records the sampled category for the estimators (hard only), and their backward reads it.
+VARIANTS = [(T._gumbel_softmax_fwd_kernel, 2, dict(HARD=hard), sample) for hard, sample in ((0, 0), (1, 0), (1, 1))]
 for estimator in range(5):
     for recompute in (False, True) if estimator == T.ST else (True,):
         rao_block = RAO_BLOCK if estimator == T.GUMBEL_RAO else 1
         flags = dict(RECOMPUTE=recompute, ESTIMATOR=estimator, RAO_BLOCK=rao_block)
-        VARIANTS.append((T._gumbel_softmax_bwd_kernel, 3, flags))
+        VARIANTS.append((T._gumbel_softmax_bwd_kernel, 3, flags, estimator != T.ST))
 results = {}
-for kernel, n_tensors, flags in VARIANTS:
+for kernel, n_tensors, flags, sample in VARIANTS:
     tiling = T.estimator_tiling(flags.get("ESTIMATOR", 0), flags.get("RAO_BLOCK", 1))  # as the launcher does
     config = tiles.launch_config(outer * inner, n_cols, inner, fp64=dtype == 'fp64', **tiling)
     num_warps = config.pop("num_warps")
     for form, scalars in argument_forms(dtype, "tau").items():
         pointers = {name: "*" + dtype for name in kernel.arg_names[:n_tensors]}
         pointers.update(scalars)
-        if flags.get("ESTIMATOR", 0) != T.ST:
-            pointers["sample_ptr"] = "*i64"
         constexprs = dict(config, MATH_DTYPE=MATH[dtype], **flags)
-        results[f"{kernel.__name__}[{flags}, {form}]"] = stack_bytes(kernel, pointers, constexprs, num_warps)
+        pointers["sample_ptr"] = "*i64" if sample else "constexpr"
+        if not sample:
+            constexprs["sample_ptr"] = None
+        name = f"{kernel.__name__}[{flags}, sample={bool(sample)}, {form}]"
+        results[name] = stack_bytes(kernel, pointers, constexprs, num_warps)
 print(json.dumps(results))
 """
 

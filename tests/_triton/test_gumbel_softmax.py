@@ -12,9 +12,10 @@ import triton.language as tl
 
 from gumbel_fused._triton import gumbel_softmax as kernels
 from gumbel_fused._triton import tiles
+from gumbel_fused.reference.estimators import sample_index_ref
 
 from ..conftest import TRITON_DEVICE
-from ..helpers import run_fwd
+from ..helpers import as_tensors, run_fwd
 
 
 def test_noise_does_not_depend_on_tiling(monkeypatch):
@@ -30,6 +31,25 @@ def test_noise_does_not_depend_on_tiling(monkeypatch):
     soft_multi = run_fwd("triton", x, 5, 0.5, hard=False)
     monkeypatch.undo()
     torch.testing.assert_close(run_fwd("triton", x, 5, 0.5, hard=False), soft_multi)
+
+
+@pytest.mark.parametrize("n_cols", [40, 300])  # rows in one block, and in chunks (inner > 1 caps blocks at 64)
+def test_forward_records_each_rows_category(n_cols):
+    # What the estimators' forward keeps on CUDA, written by the launch that samples: each row's category is what
+    # sample_index finds in the one-hot, 0 for a NaN row (argmax's first NaN); the sample itself is unchanged.
+    x = torch.randn(4, n_cols, 3)
+    x[1, 7, 0] = float("nan")
+    x[2, :, 1] = float("-inf")  # no finite logit: a NaN row
+    assert tiles.launch_config(12, n_cols, 3)["SINGLE_PASS"] == (n_cols <= 64)
+    x = x.to(TRITON_DEVICE)
+    seed, tau = as_tensors(5, 0.7, TRITON_DEVICE)
+    y, category = kernels.gumbel_softmax_fwd(x, seed, tau, True, "reinmax", record_sample=True)
+    torch.testing.assert_close(y, kernels.gumbel_softmax_fwd(x, seed, tau, True), rtol=0, atol=0, equal_nan=True)
+    assert category.dtype == torch.int64 and category.shape == (4, 1, 3)
+    assert torch.equal(category, sample_index_ref(y))
+    assert category[1, 0, 0] == 0 and category[2, 0, 1] == 0
+    with pytest.raises(ValueError, match="only a hard sample"):
+        kernels.gumbel_softmax_fwd(x, seed, tau, False, record_sample=True)
 
 
 @triton.jit
