@@ -293,6 +293,26 @@ def describe_benchmark(
         benchmark.extra_info["backend"] = cpu_backend()
 
 
+def describe_vae_benchmark(benchmark, *, suite: str, impl: str, direction: str, mode: str) -> tuple[int, ...]:
+    """``describe_benchmark`` for a CPU benchmark at the VAE's size, fp32 with the categories last, grouped as
+    ``"<suite> cpu vae <shape> fp32 <direction> <mode>"``; returns the shape."""
+    shape = SHAPES["vae"].cpu
+    describe_benchmark(
+        benchmark,
+        suite=suite,
+        group=f"{suite} cpu vae {shape} fp32 {direction} {mode}",
+        impl=impl,
+        device="cpu",
+        shape_name="vae",
+        shape=shape,
+        dim=-1,
+        dtype_name="fp32",
+        direction=direction,
+        mode=mode,
+    )
+    return shape
+
+
 def record_throughput(benchmark, median: float | None, numel: int, nbytes: int) -> None:
     """Add elements/s and GB/s (from the median) to ``extra_info`` beside the raw counts."""
     benchmark.extra_info.update(numel=numel, bytes=nbytes)

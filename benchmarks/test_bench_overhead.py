@@ -21,11 +21,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _common import DIRECTIONS, MODES, describe_benchmark, make_logits, run_timed
+from _common import DIRECTIONS, MODES, describe_vae_benchmark, make_logits, run_timed
 
 from gumbel_fused import _cpu, gumbel_softmax
 
-SHAPE = (100, 20, 10)
 IMPLS = ("kernels", "fused", "eager")
 _KERNEL_MEDIANS: dict[tuple, float] = {}
 
@@ -67,20 +66,8 @@ def public_step(fn, x: torch.Tensor, hard: bool, direction: str):
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_overhead(benchmark, bench_config, one_thread, direction, mode, impl):
     hard = MODES[mode]
-    x = make_logits(SHAPE, torch.float32, "cpu", requires_grad=direction == "fwd+bwd")
-    describe_benchmark(
-        benchmark,
-        suite="overhead",
-        group=f"overhead cpu vae {SHAPE} fp32 {direction} {mode}",
-        impl=impl,
-        device="cpu",
-        shape_name="vae",
-        shape=SHAPE,
-        dim=-1,
-        dtype_name="fp32",
-        direction=direction,
-        mode=mode,
-    )
+    shape = describe_vae_benchmark(benchmark, suite="overhead", impl=impl, direction=direction, mode=mode)
+    x = make_logits(shape, torch.float32, "cpu", requires_grad=direction == "fwd+bwd")
     if impl == "kernels":
         step = kernels_step(x, hard, direction)
     else:

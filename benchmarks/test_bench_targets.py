@@ -16,35 +16,30 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _common import DIRECTIONS, bytes_moved, describe_benchmark, make_logits, record_throughput, run_paired, step_fn
+from _common import (
+    DIRECTIONS,
+    bytes_moved,
+    describe_vae_benchmark,
+    make_logits,
+    record_throughput,
+    run_paired,
+    step_fn,
+)
 
 from gumbel_fused import gumbel_softmax
 
-SHAPE = (100, 20, 10)
 TARGET_SPEEDUP = {"fwd": 20.0, "fwd+bwd": 8.0}
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_vae_target(benchmark, bench_config, direction):
-    x = make_logits(SHAPE, torch.float32, "cpu", requires_grad=direction == "fwd+bwd")
-    describe_benchmark(
-        benchmark,
-        suite="targets",
-        group=f"targets cpu vae {SHAPE} fp32 {direction} hard",
-        impl="fused",
-        device="cpu",
-        shape_name="vae",
-        shape=SHAPE,
-        dim=-1,
-        dtype_name="fp32",
-        direction=direction,
-        mode="hard",
-    )
+    shape = describe_vae_benchmark(benchmark, suite="targets", impl="fused", direction=direction, mode="hard")
+    x = make_logits(shape, torch.float32, "cpu", requires_grad=direction == "fwd+bwd")
     fused = step_fn(gumbel_softmax, x, True, -1, direction)
     eager = step_fn(F.gumbel_softmax, x, True, -1, direction)
     median, eager_median = run_paired(benchmark, fused, eager, "cpu", bench_config.budget("cpu"))
     benchmark.extra_info.update(
         rival="eager", rival_median=eager_median, target=TARGET_SPEEDUP[direction], threads=torch.get_num_threads()
     )
-    numel = math.prod(SHAPE)
+    numel = math.prod(shape)
     record_throughput(benchmark, median, numel, bytes_moved(numel, x.dtype, direction))
