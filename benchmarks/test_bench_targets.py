@@ -4,7 +4,9 @@ op with eager ``F.gumbel_softmax``'s calls interleaved between its own, on torch
 The gumbel suite (test_bench_gumbel.py) times eager and fused in benchmarks of their own, a minute apart or more.
 On the shared 2-core VM the machine's speed moved by up to 2x within minutes, so the VAE-size ratios it reported
 ranged over 16.7x-22.0x (forward) and 4.8x-7.4x (forward + backward) across four runs of the same code. Here
-both see the same load, call by call (``run_paired``), so the ratio measures the code. ``extra_info`` holds
+both see the same outside load, call by call (``run_paired``). Each fused call then follows an eager one, as in a
+program that mixes them, so it pays what eager's work leaves behind: cold caches, and a second thread that may
+have gone idle (the README's performance section measures that). ``extra_info`` holds
 eager's median (``rival_median``) and the target speed-up (``target``: 20x forward, 8x forward + backward, as
 issue 11 set them). The report renders them in a table of their own.
 """

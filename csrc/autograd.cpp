@@ -40,7 +40,8 @@ class GumbelSoftmaxNode : public torch::autograd::Function<GumbelSoftmaxNode> {
                             bool hard, int64_t dim, const std::string& estimator, int64_t rao_samples) {
     // What the Python rules keep (GumbelSoftmaxRules.setup_context): y in soft mode; the logits in hard mode,
     // from which the backward regenerates y; and for an estimator other than "st", the sampled category, which
-    // the forward kernel records as it samples (the rules scan the one-hot for it: sample_index).
+    // the forward kernel records as it samples (the rules' eager Function does the same on CUDA; their other ways
+    // scan the one-hot for it: sample_index).
     at::Tensor sample;
     const at::Tensor y =
         gumbel_softmax_fwd(logits, seed, tau, hard, dim, estimator, rao_samples, estimator == "st" ? nullptr : &sample);

@@ -228,7 +228,9 @@ class KernelOp:
 
     def _cuda_kernel(self, *args, **options):
         if self._triton is None:
-            return self._reference(*args, **options)
+            if options:
+                raise ValueError(f"{self.name}: launcher options {sorted(options)} need a Triton launcher")
+            return self._reference(*args)
         module, launcher = self._triton
         if self._temperature is not None:
             # The Triton kernels take tau by value (no tensor, no launch) or by pointer. By value Triton

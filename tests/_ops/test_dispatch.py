@@ -62,9 +62,11 @@ def test_a_launchers_outputs_are_viewed_back_in_the_callers_shape(dim):
     assert torch.equal(sample, y.argmax(dim, keepdim=True))
 
 
-def test_launcher_options_are_refused_off_cuda():
+def test_launcher_options_are_refused_where_no_launcher_takes_them():
     with pytest.raises(ValueError, match="CUDA tensors only"):
         ops.gumbel_softmax_fwd.direct(torch.randn(3, 4), 1, 1.0, True, -1, "reinmax", 10, record_sample=True)
+    with pytest.raises(ValueError, match="need a Triton launcher"):  # an op that CUDA runs through the reference
+        ops.sample_index._cuda_kernel(torch.zeros(2, 3, 1), record_sample=True)
 
 
 def test_runs_plain_eager_only_for_plain_tensors_outside_transforms_and_modes():

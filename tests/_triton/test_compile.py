@@ -2,8 +2,9 @@
 and the interpreter accepts code that the compiler rejects, so this catches what it misses.
 
 Each launch branch is compiled with the exact configuration its launcher picks, and no kernel may spill
-registers: the forward, the backward of both modes, and the backward of every gradient estimator (Gumbel-Rao
-with rao_samples = 10, its default).
+registers: the forward of both modes (the hard one also in the form that records each row's category for the
+estimators), the backward of both modes, and the backward of every gradient estimator (Gumbel-Rao with
+rao_samples = 10, its default).
 """
 
 from __future__ import annotations

@@ -47,7 +47,6 @@ def test_forward_records_each_rows_category(n_cols):
     torch.testing.assert_close(y, kernels.gumbel_softmax_fwd(x, seed, tau, True), rtol=0, atol=0, equal_nan=True)
     assert category.dtype == torch.int64 and category.shape == (4, 1, 3)
     assert torch.equal(category, sample_index_ref(y))
-    assert category[1, 0, 0] == 0 and category[2, 0, 1] == 0
     with pytest.raises(ValueError, match="only a hard sample"):
         kernels.gumbel_softmax_fwd(x, seed, tau, False, record_sample=True)
 
