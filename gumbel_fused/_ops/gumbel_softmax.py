@@ -143,7 +143,7 @@ class GumbelSoftmaxRules:
         """The forward of the eager Function (see ``_autograd``). On CUDA, the hard forward of an estimator other
         than "st" records each row's category in its own launch (``ctx.recorded_sample``), where ``setup_context``
         would launch an argmax of the one-hot (the CPU's C++ node records it too, csrc/autograd.cpp)."""
-        logits, estimator = args[0], args[5]
+        logits, _seed, _tau, _hard, _dim, estimator, _rao_samples = args
         if estimator == "st" or not logits.is_cuda:
             return op.direct(*args)
         output, ctx.recorded_sample = op.direct(*args, record_sample=True)

@@ -344,13 +344,13 @@ def gumbel_softmax_fwd(
     ``sample_index`` finds in the one-hot (the estimators' backward takes it)."""
     fn = "gumbel_fused::gumbel_softmax_fwd"
     estimator_index(estimator, hard, rao_samples, fn=fn)
-    if not record_sample:
-        return launch_rowwise(_gumbel_softmax_fwd_kernel, (logits,), seed, tau, sample_ptr=None, HARD=hard)
-    if not hard:
-        raise ValueError(f"{fn}(): only a hard sample has a category to record")
-    category = logits.new_empty((logits.shape[0], 1, logits.shape[2]), dtype=torch.int64)
+    category = None
+    if record_sample:
+        if not hard:
+            raise ValueError(f"{fn}(): only a hard sample has a category to record")
+        category = logits.new_empty((logits.shape[0], 1, logits.shape[2]), dtype=torch.int64)
     out = launch_rowwise(_gumbel_softmax_fwd_kernel, (logits,), seed, tau, sample_ptr=category, HARD=hard)
-    return out, category
+    return (out, category) if record_sample else out
 
 
 def gumbel_softmax_bwd(
