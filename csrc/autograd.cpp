@@ -40,7 +40,7 @@ class GumbelSoftmaxNode : public torch::autograd::Function<GumbelSoftmaxNode> {
                             bool hard, int64_t dim, const std::string& estimator, int64_t rao_samples) {
     // What the Python rules keep (GumbelSoftmaxRules.setup_context): y in soft mode; the logits in hard mode,
     // from which the backward regenerates y; and for an estimator other than "st", the sampled category, which
-    // the forward kernel records as it samples (the rules' eager Function does the same on CUDA; their other ways
+    // the forward kernel records as it samples (as in the rules' eager Function; their ways through the dispatcher
     // scan the one-hot for it: sample_index).
     at::Tensor sample;
     const at::Tensor y =

@@ -5,6 +5,8 @@
 #include <torch/extension.h>
 
 #include <limits>
+#include <tuple>
+#include <variant>
 
 #include "kernels.h"
 #include "rowwise.h"
@@ -15,15 +17,21 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // Tensors come in the caller's shape with the categories on `dim` (1 by default: an (outer, K, inner) view
   // as it is); rowwise.h makes the kernels' views. The kernels release the GIL: they run for up to seconds
   // on large inputs, in at::parallel_for.
+  // With record_sample (hard only), the pair (sample, each row's category) from the same pass, the category with 1
+  // on dim: what the estimators' backward takes (gumbel_fused/_ops/gumbel_softmax.py, eager_forward).
   m.def(
       "fwd",
       [](const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard, int64_t dim,
-         const std::string& estimator, int64_t rao_samples) {
-        return gumbel_softmax_fwd(logits, seed, tau, hard, dim, estimator, rao_samples);
+         const std::string& estimator, int64_t rao_samples,
+         bool record_sample) -> std::variant<at::Tensor, std::tuple<at::Tensor, at::Tensor>> {
+        if (!record_sample) return gumbel_softmax_fwd(logits, seed, tau, hard, dim, estimator, rao_samples);
+        at::Tensor category;
+        auto y = gumbel_softmax_fwd(logits, seed, tau, hard, dim, estimator, rao_samples, &category);
+        return std::make_tuple(std::move(y), std::move(category));
       },
       "forward, softmax over dim", py::arg("logits"), py::arg("seed"), py::arg("tau"), py::arg("hard"),
-      py::arg("dim") = 1, py::arg("estimator") = "st", py::arg("rao_samples") = 10,
-      py::call_guard<py::gil_scoped_release>());
+      py::arg("dim") = 1, py::arg("estimator") = "st", py::arg("rao_samples") = 10, py::kw_only(),
+      py::arg("record_sample") = false, py::call_guard<py::gil_scoped_release>());
   m.def("bwd", &gumbel_softmax_bwd, "backward of grad and saved, softmax over dim", py::arg("grad"),
         py::arg("saved"), py::arg("seed"), py::arg("tau"), py::arg("recompute"), py::arg("dim") = 1,
         py::arg("estimator") = "st", py::arg("rao_samples") = 10, py::arg("sample") = py::none(),

@@ -193,7 +193,8 @@ at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& se
                                   const std::string& estimator, int64_t rao_samples, at::Tensor* sample) {
   parse_estimator(estimator, hard, rao_samples);  // every estimator's sample is this one: only checked here
   check_operand(logits, "logits");
-  TORCH_CHECK(hard || !sample, "gumbel_fused: only a hard forward has a sampled category");
+  TORCH_CHECK_VALUE(hard || !sample,
+                    "gumbel_fused::gumbel_softmax_fwd(): only a hard sample has a category to record");
   const int64_t seed_value = read_seed(seed);
   at::Tensor out = new_output(logits);
   if (sample) {

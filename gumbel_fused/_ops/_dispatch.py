@@ -148,19 +148,17 @@ class KernelOp:
             for index, a in enumerate(args)
         )
 
-    def direct(self, *args, **cuda_options):
+    def direct(self, *args, **options):
         """The kernel of the first argument's device, called without the dispatcher or autograd.
 
-        ``cuda_options``: keyword arguments for the Triton launcher of CUDA arguments (an extra output it can
-        write in the same launch); where a launcher returns several tensors, each is viewed back."""
+        ``options``: keyword arguments that every backend's kernel of the op takes (an extra output it can write
+        in the same pass); where a kernel returns several tensors, each is in the caller's shape."""
         first = args[0]
-        if first.is_cpu and not cuda_options:
-            return self._cpu_kernel(args, validate=False)
+        if first.is_cpu:
+            return self._cpu_kernel(args, validate=False, options=options)
         if first.is_cuda:
-            return self._run(self._cuda_kernel, args, cuda_options)
-        if cuda_options:
-            raise ValueError(f"{self.name}: launcher options {sorted(cuda_options)} apply to CUDA tensors only")
-        return self._run(self._reference, args)
+            return self._run(self._cuda_kernel, args, options)
+        return self._run(self._reference, args, options)
 
     def complete(self, args: tuple) -> tuple:
         """``args`` with omitted trailing arguments filled from the schema's defaults (a caller may omit them,
@@ -220,17 +218,15 @@ class KernelOp:
                 args = (*args[:index], value, *args[index + 1 :])
         return args
 
-    def _cpu_kernel(self, args: tuple, validate: bool):
+    def _cpu_kernel(self, args: tuple, validate: bool, options: dict | None = None):
         entry = self._cpu_entry(self._cpp)
         if entry is None:
-            return self._run(self._reference, args)
-        return entry(*self._cpu_arguments(args, validate))
+            return self._run(self._reference, args, options)
+        return entry(*self._cpu_arguments(args, validate), **(options or {}))
 
     def _cuda_kernel(self, *args, **options):
         if self._triton is None:
-            if options:
-                raise ValueError(f"{self.name}: launcher options {sorted(options)} need a Triton launcher")
-            return self._reference(*args)
+            return self._reference(*args, **options)
         module, launcher = self._triton
         if self._temperature is not None:
             # The Triton kernels take tau by value (no tensor, no launch) or by pointer. By value Triton

@@ -59,8 +59,8 @@ gumbel_softmax_bwd = define_op(
 
 
 # The category of each row of a hard sample (the index of its one), int64 with 1 on dim: what the estimators'
-# backward takes, where the forward kernel did not record it (see GumbelSoftmaxRules.eager_forward). A scan of the
-# one-hot in C++; on CUDA, torch.argmax (the reference).
+# backward takes, where the forward kernel did not record it (see GumbelSoftmaxRules.eager_forward: under
+# torch.compile and torch.func). A scan of the one-hot in C++; on CUDA, torch.argmax (the reference).
 sample_index = define_op(
     "sample_index(Tensor one_hot, int dim=1) -> Tensor",
     sample_index_ref,
@@ -140,11 +140,11 @@ class GumbelSoftmaxRules:
 
     @staticmethod
     def eager_forward(ctx, op, args):
-        """The forward of the eager Function (see ``_autograd``). On CUDA, the hard forward of an estimator other
-        than "st" records each row's category in its own launch (``ctx.recorded_sample``), where ``setup_context``
-        would launch an argmax of the one-hot (the CPU's C++ node records it too, csrc/autograd.cpp)."""
-        logits, _seed, _tau, _hard, _dim, estimator, _rao_samples = args
-        if estimator == "st" or not logits.is_cuda:
+        """The forward of the eager Function (see ``_autograd``). The hard forward of an estimator other than "st"
+        records each row's category in its own pass (``ctx.recorded_sample``), where ``setup_context`` would scan
+        the one-hot for it, on CUDA a launch of its own (the CPU's C++ node records it too, csrc/autograd.cpp)."""
+        _logits, _seed, _tau, _hard, _dim, estimator, _rao_samples = args
+        if estimator == "st":
             return op.direct(*args)
         output, ctx.recorded_sample = op.direct(*args, record_sample=True)
         return output

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.estimators import check_sample, estimator_index
+from ..reference.estimators import check_record_sample, check_sample, estimator_index
 from ..reference.rng import math_dtype
 from .estimators import GUMBEL_RAO, ST, estimator_grad, estimator_tiling
 from .rng import gumbel_noise
@@ -344,11 +344,8 @@ def gumbel_softmax_fwd(
     ``sample_index`` finds in the one-hot (the estimators' backward takes it)."""
     fn = "gumbel_fused::gumbel_softmax_fwd"
     estimator_index(estimator, hard, rao_samples, fn=fn)
-    category = None
-    if record_sample:
-        if not hard:
-            raise ValueError(f"{fn}(): only a hard sample has a category to record")
-        category = logits.new_empty((logits.shape[0], 1, logits.shape[2]), dtype=torch.int64)
+    check_record_sample(record_sample, hard, fn)
+    category = logits.new_empty((logits.shape[0], 1, logits.shape[2]), dtype=torch.int64) if record_sample else None
     out = launch_rowwise(_gumbel_softmax_fwd_kernel, (logits,), seed, tau, sample_ptr=category, HARD=hard)
     return (out, category) if record_sample else out
 

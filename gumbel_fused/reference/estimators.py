@@ -73,6 +73,12 @@ def sample_index_ref(one_hot: torch.Tensor) -> torch.Tensor:
     return one_hot.argmax(1, keepdim=True)
 
 
+def check_record_sample(record_sample: bool, hard: bool, fn: str) -> None:
+    """Raises ValueError where a forward is asked to record the category of a soft sample, which has none."""
+    if record_sample and not hard:
+        raise ValueError(f"{fn}(): only a hard sample has a category to record")
+
+
 def estimator_index(estimator: str, hard: bool, rao_samples: int, fn: str = "gumbel_softmax") -> int:
     """The position of ``estimator`` in ``ESTIMATORS``, after checking that the combination is valid.
 

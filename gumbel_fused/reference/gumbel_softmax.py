@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from .estimators import check_sample, estimator_grad_ref, estimator_index, softmax_vjp_ref
+from .estimators import (
+    check_record_sample,
+    check_sample,
+    estimator_grad_ref,
+    estimator_index,
+    sample_index_ref,
+    softmax_vjp_ref,
+)
 from .rng import gumbel_from_uniform_ref, math_dtype, uniform_ref
 
 
@@ -59,17 +66,24 @@ def gumbel_softmax_fwd_ref(
     hard: bool,
     estimator: str = "st",
     rao_samples: int = 10,
-) -> torch.Tensor:
+    *,
+    record_sample: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Forward of the op on ``(outer, K, inner)`` logits; returns a contiguous tensor of the same dtype.
 
     The sample does not depend on ``estimator`` and ``rao_samples``, which pick the backward: they are only
-    checked, so that the op refuses an invalid combination whoever calls it.
+    checked, so that the op refuses an invalid combination whoever calls it. With ``record_sample`` (hard
+    only), returns ``(sample, category)``: each row's category too, int64 ``(outer, 1, inner)``, what
+    ``sample_index_ref`` finds in the one-hot (the estimators' backward takes it).
     """
-    estimator_index(estimator, hard, rao_samples, fn="gumbel_fused::gumbel_softmax_fwd")
+    fn = "gumbel_fused::gumbel_softmax_fwd"
+    estimator_index(estimator, hard, rao_samples, fn=fn)
+    check_record_sample(record_sample, hard, fn)
     z = perturbed_logits_ref(logits, seed, tau)
-    if hard:
-        return one_hot_argmax(z, logits.dtype)
-    return softmax_ref(z).to(logits.dtype).contiguous()
+    if not hard:
+        return softmax_ref(z).to(logits.dtype).contiguous()
+    y = one_hot_argmax(z, logits.dtype)
+    return (y, sample_index_ref(y)) if record_sample else y
 
 
 def gumbel_softmax_bwd_ref(

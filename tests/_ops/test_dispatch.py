@@ -9,13 +9,13 @@ import warnings
 import pytest
 import torch
 
-from gumbel_fused import gumbel_softmax
+from gumbel_fused import _cpu, gumbel_softmax
 from gumbel_fused._ops import gumbel_softmax as ops
 from gumbel_fused._ops._dispatch import runs_plain_eager
 from gumbel_fused._triton import gumbel_softmax as triton_launchers
 
 from ..conftest import TRITON_DEVICE
-from ..helpers import RecordOps
+from ..helpers import RecordOps, as_tensors
 
 
 @pytest.mark.parametrize("dim", [-1, 1, 0])
@@ -50,23 +50,35 @@ def test_eager_call_makes_no_tensor_for_tau_and_skips_the_dispatcher():
     assert not any(name.startswith("gumbel_fused::") for name in names)  # the kernels, called directly
 
 
+def _forward_through(kernel: str):
+    """The op's forward through one backend's kernel, the way ``direct`` runs it: on the op layer's views, with
+    keyword options."""
+    op = ops.gumbel_softmax_fwd
+    if kernel == "cpp":
+        if _cpu.load_cpu_kernels() is None:
+            pytest.skip("the C++ kernels are not available")
+        return op.direct
+    launcher = op._reference if kernel == "reference" else triton_launchers.gumbel_softmax_fwd
+    return lambda *args, **options: op._run(launcher, args, options)
+
+
+@pytest.mark.parametrize("kernel", ["cpp", "reference", "triton"])  # Triton: on CUDA, or interpreted
 @pytest.mark.parametrize("dim", [2, 1, 0])  # the op's dim: canonical (the public function makes it so)
-def test_a_launchers_outputs_are_viewed_back_in_the_callers_shape(dim):
-    # The CUDA kernel's way through the op layer (run here on the Triton launcher, in the interpreter without a GPU):
-    # a launcher that also records each row's category returns both, each in the caller's shape.
-    x = torch.randn(6, 5, 4, device=TRITON_DEVICE)
-    args = (x, 11, 0.8, True, dim, "reinmax", 10)
-    y, sample = ops.gumbel_softmax_fwd._run(triton_launchers.gumbel_softmax_fwd, args, {"record_sample": True})
-    assert y.shape == x.shape and sample.shape == tuple(1 if d == dim else n for d, n in enumerate(x.shape))
-    assert torch.equal(y, ops.gumbel_softmax_fwd._run(triton_launchers.gumbel_softmax_fwd, args))
-    assert torch.equal(sample, y.argmax(dim, keepdim=True))
-
-
-def test_launcher_options_are_refused_where_no_launcher_takes_them():
-    with pytest.raises(ValueError, match="CUDA tensors only"):
-        ops.gumbel_softmax_fwd.direct(torch.randn(3, 4), 1, 1.0, True, -1, "reinmax", 10, record_sample=True)
-    with pytest.raises(ValueError, match="need a Triton launcher"):  # an op that CUDA runs through the reference
-        ops.sample_index._cuda_kernel(torch.zeros(2, 3, 1), record_sample=True)
+def test_every_kernel_records_the_category_in_the_callers_shape(kernel, dim):
+    # What the estimators' eager forward asks of every backend (GumbelSoftmaxRules.eager_forward): each row's
+    # category from the pass that samples, in the caller's shape with 1 on dim, what sample_index finds in the
+    # one-hot (0 for a NaN row, argmax's first NaN); the sample itself is unchanged.
+    forward = _forward_through(kernel)
+    x = torch.randn(6, 5, 4)
+    x[0, 0, 0] = float("nan")
+    x = x.to(TRITON_DEVICE if kernel == "triton" else "cpu")
+    seed, tau = as_tensors(11, 0.8, x.device)
+    y, sample = forward(x, seed, tau, True, dim, "reinmax", 10, record_sample=True)
+    assert sample.dtype == torch.int64 and sample.shape == tuple(1 if d == dim else n for d, n in enumerate(x.shape))
+    torch.testing.assert_close(y, forward(x, seed, tau, True, dim, "reinmax", 10), rtol=0, atol=0, equal_nan=True)
+    assert y.isnan().any() and torch.equal(sample, y.argmax(dim, keepdim=True))
+    with pytest.raises(ValueError, match="only a hard sample has a category"):
+        forward(x, seed, tau, False, dim, "st", 10, record_sample=True)
 
 
 def test_runs_plain_eager_only_for_plain_tensors_outside_transforms_and_modes():

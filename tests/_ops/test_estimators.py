@@ -241,6 +241,30 @@ def test_forward_mode_is_the_backward_fed_the_tangent(estimator):
 
 
 @pytest.mark.parametrize("estimator", HARD_ESTIMATORS)
+def test_the_eager_function_keeps_the_category_its_forward_recorded(monkeypatch, estimator):
+    # Forward-mode AD takes the eager Function on every device. Its forward records each row's category in the
+    # pass that samples (GumbelSoftmaxRules.eager_forward), so nothing scans the one-hot for it, and the tangent
+    # is the plain backward's gradient fed the tangent (the Jacobian is symmetric), the backward of the C++ node.
+    x, v = torch.randn(6, 9, dtype=torch.float64), torch.randn(6, 9, dtype=torch.float64)
+
+    def sample(logits):
+        return gumbel_softmax(logits, 0.7, hard=True, estimator=estimator, generator=torch.Generator().manual_seed(5))
+
+    leaf = x.clone().requires_grad_()
+    (expected,) = torch.autograd.grad((sample(leaf) * v).sum(), leaf)
+
+    def no_scan(*args):
+        raise AssertionError("the forward recorded the category; nothing should scan the one-hot for it")
+
+    monkeypatch.setattr(gumbel_fused._ops.gumbel_softmax, "sample_index", no_scan)
+    with torch.autograd.forward_ad.dual_level():
+        y, tangent = torch.autograd.forward_ad.unpack_dual(sample(torch.autograd.forward_ad.make_dual(x, v)))
+    assert torch.equal(y, sample(x))
+    torch.testing.assert_close(tangent, expected)
+    assert tangent.abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("estimator", HARD_ESTIMATORS)
 def test_vmap_of_grad_is_per_sample(estimator):
     xs, w = torch.randn(3, 4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
 
