@@ -34,7 +34,7 @@ def kernels_step(x: torch.Tensor, hard: bool, direction: str):
     kernels = _cpu.load_cpu_kernels()
     if kernels is None:
         pytest.skip("the C++ kernels are not available on this machine")
-    seed, grad = torch.tensor(20240611), torch.ones_like(x)
+    seed, grad = 20240611, torch.ones_like(x)
     view = x.detach().reshape(-1, x.shape[-1], 1)  # the kernels' (outer, K, inner) layout of dim=-1
     leaf = torch.zeros((), requires_grad=True)
     if direction == "fwd":

@@ -36,7 +36,7 @@ bool plain_eager_backward(const at::Tensor& grad) {
 
 class GumbelSoftmaxNode : public torch::autograd::Function<GumbelSoftmaxNode> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& seed, double tau,
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits, int64_t seed, double tau,
                             bool hard, int64_t dim, const std::string& estimator, int64_t rao_samples) {
     // What the Python rules keep (GumbelSoftmaxRules.setup_context): y in soft mode; the logits in hard mode,
     // from which the backward regenerates y; and for an estimator other than "st", the sampled category, which
@@ -45,7 +45,8 @@ class GumbelSoftmaxNode : public torch::autograd::Function<GumbelSoftmaxNode> {
     at::Tensor sample;
     const at::Tensor y =
         gumbel_softmax_fwd(logits, seed, tau, hard, dim, estimator, rao_samples, estimator == "st" ? nullptr : &sample);
-    ctx->save_for_backward({hard ? logits : y, seed, sample});
+    ctx->save_for_backward({hard ? logits : y, sample});
+    ctx->saved_data["seed"] = seed;
     ctx->saved_data["tau"] = tau;
     ctx->saved_data["hard"] = hard;
     ctx->saved_data["dim"] = dim;
@@ -56,7 +57,8 @@ class GumbelSoftmaxNode : public torch::autograd::Function<GumbelSoftmaxNode> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved_tensors = ctx->get_saved_variables();
-    const at::Tensor &saved = saved_tensors[0], &seed = saved_tensors[1], &sample = saved_tensors[2];
+    const at::Tensor &saved = saved_tensors[0], &sample = saved_tensors[1];
+    const int64_t seed = ctx->saved_data["seed"].toInt();
     const double tau = ctx->saved_data["tau"].toDouble();
     const bool hard = ctx->saved_data["hard"].toBool();
     const int64_t dim = ctx->saved_data["dim"].toInt();
@@ -83,7 +85,7 @@ class GumbelSoftmaxNode : public torch::autograd::Function<GumbelSoftmaxNode> {
 
 }  // namespace
 
-at::Tensor gumbel_softmax_with_grad(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
+at::Tensor gumbel_softmax_with_grad(const at::Tensor& logits, int64_t seed, double tau, bool hard,
                                     int64_t dim, const std::string& estimator, int64_t rao_samples) {
   return GumbelSoftmaxNode::apply(logits, seed, tau, hard, dim, estimator, rao_samples);
 }

@@ -84,14 +84,13 @@ void gumbel_max_kernel(const Problem<acc_t>& problem, const at::Tensor& logits, 
 
 }  // namespace
 
-at::Tensor gumbel_max_cpu(const at::Tensor& logits, const at::Tensor& seed, double temperature) {
+at::Tensor gumbel_max_cpu(const at::Tensor& logits, int64_t seed, double temperature) {
   check_operand(logits, "logits");
-  const int64_t seed_value = read_seed(seed);
   at::Tensor out = at::empty({logits.size(0), logits.size(2)}, logits.options().dtype(at::kLong));
   if (logits.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "gumbel_max_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;  // fp32 math for fp16/bf16/fp32, fp64 for fp64
-    gumbel_max_kernel<scalar_t, acc_t>(make_problem<acc_t>(logits, seed_value, temperature), logits,
+    gumbel_max_kernel<scalar_t, acc_t>(make_problem<acc_t>(logits, seed, temperature), logits,
                                        out.mutable_data_ptr<int64_t>());
   });
   return out;

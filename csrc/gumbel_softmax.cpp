@@ -189,13 +189,12 @@ at::Tensor new_output(const at::Tensor& t) {
 
 }  // namespace
 
-at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
+at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, int64_t seed, double tau, bool hard,
                                   const std::string& estimator, int64_t rao_samples, at::Tensor* sample) {
   parse_estimator(estimator, hard, rao_samples);  // every estimator's sample is this one: only checked here
   check_operand(logits, "logits");
   TORCH_CHECK_VALUE(hard || !sample,
                     "gumbel_fused::gumbel_softmax_fwd(): only a hard sample has a category to record");
-  const int64_t seed_value = read_seed(seed);
   at::Tensor out = new_output(logits);
   if (sample) {
     TORCH_CHECK_INDEX(logits.size(1) > 0, "gumbel_fused: a sample over dimension 1 of size 0: no category");
@@ -205,7 +204,7 @@ at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& se
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "gumbel_softmax_fwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;  // fp32 math for fp16/bf16/fp32, fp64 for fp64
-    const auto problem = make_problem<acc_t>(logits, seed_value, tau);
+    const auto problem = make_problem<acc_t>(logits, seed, tau);
     const auto x = operand(logits.const_data_ptr<scalar_t>(), logits);
     const auto y = operand(out.mutable_data_ptr<scalar_t>(), out);
     if (hard && hard_fwd_wide(problem, x, y, sample_rows)) return;
@@ -223,7 +222,7 @@ at::Tensor gumbel_softmax_fwd_cpu(const at::Tensor& logits, const at::Tensor& se
   return out;
 }
 
-at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& saved, const at::Tensor& seed,
+at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& saved, int64_t seed,
                                   double tau, bool recompute, const std::string& estimator, int64_t rao_samples,
                                   const std::optional<at::Tensor>& sample) {
   const Estimator kind = parse_estimator(estimator, recompute, rao_samples);
@@ -234,12 +233,11 @@ at::Tensor gumbel_softmax_bwd_cpu(const at::Tensor& grad, const at::Tensor& save
               " must have the same shape");
   TORCH_CHECK(grad.scalar_type() == saved.scalar_type(), "gumbel_fused: grad (", grad.scalar_type(),
               ") and saved (", saved.scalar_type(), ") must have the same dtype");
-  const int64_t seed_value = read_seed(seed);
   at::Tensor out = new_output(saved);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, saved.scalar_type(), "gumbel_softmax_bwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto problem = make_problem<acc_t>(saved, seed_value, tau);
+    const auto problem = make_problem<acc_t>(saved, seed, tau);
     const auto dy = operand(grad.const_data_ptr<scalar_t>(), grad);
     const auto saved_values = operand(saved.const_data_ptr<scalar_t>(), saved);  // the logits, or y
     const auto dx = operand(out.mutable_data_ptr<scalar_t>(), out);

@@ -133,15 +133,14 @@ void gumbel_topk_kernel(const Problem<acc_t>& problem, const at::Tensor& logits,
 
 }  // namespace
 
-at::Tensor gumbel_topk_cpu(const at::Tensor& logits, const at::Tensor& seed, double temperature, int64_t k) {
+at::Tensor gumbel_topk_cpu(const at::Tensor& logits, int64_t seed, double temperature, int64_t k) {
   check_operand(logits, "logits");
   TORCH_CHECK(0 <= k && k <= logits.size(1), "gumbel_fused: k must be in [0, ", logits.size(1), "], got ", k);
-  const int64_t seed_value = read_seed(seed);
   at::Tensor out = at::empty({logits.size(0), k, logits.size(2)}, logits.options().dtype(at::kLong));
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "gumbel_topk_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    gumbel_topk_kernel<scalar_t, acc_t>(make_problem<acc_t>(logits, seed_value, temperature), logits, k,
+    gumbel_topk_kernel<scalar_t, acc_t>(make_problem<acc_t>(logits, seed, temperature), logits, k,
                                         out.mutable_data_ptr<int64_t>());
   });
   return out;

@@ -79,13 +79,6 @@ inline void check_operand(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.size(1) <= std::numeric_limits<int32_t>::max(), "gumbel_fused: at most 2^31 - 1 categories");
 }
 
-inline int64_t read_seed(const at::Tensor& seed) {
-  TORCH_CHECK(seed.dim() == 0 && seed.scalar_type() == at::kLong && seed.device().is_cpu(),
-              "gumbel_fused: seed must be a 0-dim int64 CPU tensor, got ", seed.sizes(), " ", seed.scalar_type(),
-              " on ", seed.device());
-  return *seed.const_data_ptr<int64_t>();  // a pointer read: no dispatch, no sync
-}
-
 // Per-row state of the pass over z = (x + g) / tau, one vector of lanes at a time.
 template <typename acc_t, int L = kLanes>
 struct RowArgmax {

@@ -37,7 +37,7 @@ inline at::Tensor caller_view(const at::Tensor& out, at::IntArrayRef caller, int
 // gumbel_softmax's entry points of kernels.h in the caller's terms: tensors in the caller's shape, categories on
 // `dim`. The bindings (bindings.cpp) and the autograd node (autograd.cpp) both call the kernels through these.
 // `sample`: see gumbel_softmax_fwd_cpu; it gets 1 in place of dim.
-inline at::Tensor gumbel_softmax_fwd(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
+inline at::Tensor gumbel_softmax_fwd(const at::Tensor& logits, int64_t seed, double tau, bool hard,
                                      int64_t dim, const std::string& estimator, int64_t rao_samples,
                                      at::Tensor* sample = nullptr) {
   const auto y = gumbel_softmax_fwd_cpu(rows_view(logits, dim), seed, tau, hard, estimator, rao_samples, sample);
@@ -45,7 +45,7 @@ inline at::Tensor gumbel_softmax_fwd(const at::Tensor& logits, const at::Tensor&
   return caller_view(y, logits.sizes(), dim);
 }
 
-inline at::Tensor gumbel_softmax_bwd(const at::Tensor& grad, const at::Tensor& saved, const at::Tensor& seed,
+inline at::Tensor gumbel_softmax_bwd(const at::Tensor& grad, const at::Tensor& saved, int64_t seed,
                                      double tau, bool recompute, int64_t dim, const std::string& estimator,
                                      int64_t rao_samples, const std::optional<at::Tensor>& sample) {
   const auto sample_rows = sample ? std::optional<at::Tensor>(rows_view(*sample, dim)) : std::nullopt;
@@ -59,7 +59,7 @@ inline at::Tensor sample_index(const at::Tensor& one_hot, int64_t dim) {
 }
 
 // gumbel_softmax_fwd with its autograd node in C++ (autograd.cpp): the eager CPU call whose logits require grad.
-at::Tensor gumbel_softmax_with_grad(const at::Tensor& logits, const at::Tensor& seed, double tau, bool hard,
+at::Tensor gumbel_softmax_with_grad(const at::Tensor& logits, int64_t seed, double tau, bool hard,
                                     int64_t dim, const std::string& estimator, int64_t rao_samples);
 
 }  // namespace gumbel_fused

@@ -69,8 +69,8 @@ def probe(kernels):
     return load_probe()
 
 
-def _seed(value: int = SEED) -> torch.Tensor:
-    return torch.tensor(value, dtype=torch.int64)
+def _seed(value: int = SEED) -> int:
+    return value  # the C++ entry points take the seed as an int (the op layer reads a seed tensor's value)
 
 
 def _logits(outer, n_cols, inner, dtype, layout, gen_seed=0) -> torch.Tensor:
@@ -314,10 +314,11 @@ def test_input_validation(kernels):
     x = torch.randn(2, 3, 4)
     with pytest.raises(RuntimeError, match="dim 3 out of range"):
         kernels.fwd(x, _seed(), 1.0, False, 3)
-    with pytest.raises(RuntimeError, match="seed"):
-        kernels.fwd(x, torch.tensor([1, 2]), 1.0, False)
-    with pytest.raises(RuntimeError, match="seed"):
-        kernels.fwd(x, torch.tensor(1.0), 1.0, False)
+    for seed in (torch.tensor([1, 2]), torch.tensor(1.0), torch.tensor(1, dtype=torch.int32)):
+        with pytest.raises(ValueError, match="argument 'seed' must be a 0-dim int64 CPU tensor"):
+            torch.ops.gumbel_fused.gumbel_softmax_fwd(x, seed, torch.tensor(1.0), False)
+    with pytest.raises(TypeError):  # the C++ entry points take an int
+        kernels.fwd(x, 1.5, 1.0, False)
     with pytest.raises(RuntimeError, match="float16, bfloat16, float32 or float64"):
         kernels.fwd(x.long(), _seed(), 1.0, False)
     with pytest.raises(RuntimeError, match="same shape"):
@@ -349,6 +350,19 @@ def test_results_do_not_depend_on_the_thread_count(kernels, shape):
         torch.set_num_threads(threads)
     for a, b in zip(one, two, strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_seed_is_torch_randints_draw(kernels):
+    # An eager CPU call's seed (gumbel_fused._ops.seed.seed_for) is drawn in C++ as an int: the value torch.randint
+    # gives, leaving the generator in the same state, for the default generator and a caller's.
+    ours, theirs = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    drawn = [kernels.seed(ours) for _ in range(100)]
+    assert drawn == [int(torch.randint(2**63 - 1, (), generator=theirs)) for _ in range(100)]
+    assert torch.equal(ours.get_state(), theirs.get_state())
+    torch.manual_seed(5)
+    drawn = [kernels.seed(), kernels.seed()]
+    torch.manual_seed(5)
+    assert drawn == [int(torch.randint(2**63 - 1, ())) for _ in range(2)]
 
 
 def test_ops_use_the_cpu_kernels(kernels):

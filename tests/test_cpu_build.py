@@ -163,7 +163,7 @@ def test_cached_build_loads_fast(kernels):
         from gumbel_fused import _cpu
         start = time.perf_counter()
         kernels = _cpu.load_cpu_kernels()
-        kernels.fwd(torch.randn(8, 10, 1), torch.tensor(0), 1.0, True)
+        kernels.fwd(torch.randn(8, 10, 1), 0, 1.0, True)
         print(time.perf_counter() - start)
         """,
         {},

@@ -100,6 +100,16 @@ def temperature_tensor(tau: float | torch.Tensor, device: torch.device) -> torch
     return torch.full((), tau, dtype=torch.float64, device=device)
 
 
+def seed_value(op_name: str, seed: torch.Tensor) -> int:
+    """The value of a seed given as a tensor (the schema's 0-dim int64), for the kernels that take an int."""
+    if seed.dim() != 0 or seed.dtype != torch.int64 or not seed.is_cpu:
+        raise ValueError(
+            f"{op_name}: argument 'seed' must be a 0-dim int64 CPU tensor, got {seed.dtype} of shape "
+            f"{tuple(seed.shape)} on {seed.device}"
+        )
+    return int(seed)
+
+
 class KernelOp:
     """A ``gumbel_fused`` op: the registered ``torch.library`` op and the direct call of its kernels.
 
@@ -123,6 +133,7 @@ class KernelOp:
         self._defaults = tuple(a.default_value for a in arguments)
         self._tensor_arguments = {i for i, a in enumerate(arguments) if isinstance(a.type, torch.TensorType)}
         self._temperature = (names.index(temperature), temperature) if temperature else None
+        self._seed = names.index("seed") if "seed" in names else None
         self._rowwise = tuple(names.index(a) for a in rowwise)
         self._dim = names.index("dim") if rowwise else None
         # The reference and Triton launchers take the arguments without dim: before it, positions match.
@@ -205,10 +216,13 @@ class KernelOp:
 
     def _cpu_arguments(self, args: tuple, validate: bool) -> tuple:
         # The C++ entry points take the schema's arguments, dim included (they make the (outer, K, inner)
-        # views themselves, see csrc/rowwise.h), and the temperature as a C++ double. ``validate``: the
-        # dispatcher's way in (compile, transforms) brings a tau nobody has checked (compiled code cannot
-        # without a guard); on the CPU reading it is free.
+        # views themselves, see csrc/rowwise.h), the seed as a C++ int64 and the temperature as a C++ double.
+        # ``validate``: the dispatcher's way in (compile, transforms) brings a tau nobody has checked (compiled
+        # code cannot without a guard); on the CPU reading it is free.
         args = self.complete(args)
+        if self._seed is not None and isinstance(args[self._seed], torch.Tensor):
+            index = self._seed
+            args = (*args[:index], seed_value(self.name, args[index]), *args[index + 1 :])
         if self._temperature is not None:
             index, name = self._temperature
             if validate or type(args[index]) is not float:

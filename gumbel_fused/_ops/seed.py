@@ -2,7 +2,8 @@
 states govern the samples (docs/DESIGN.md section 3).
 
 * CPU, or an explicit ``generator``: ``torch.randint`` (a 0-dim int64 tensor on the logits' device); for an
-  eager call on the default CPU generator the same draw made from C++ (``seed`` in csrc/bindings.cpp).
+  eager call on CPU logits and a CPU generator (the default one or the caller's), the same draw made in C++
+  (``seed`` in csrc/bindings.cpp) and returned as a Python int, which the C++ kernels take as it is.
 * The default CUDA generator: a reservation of 4 values in its Philox stream (``Generator.philox_state``,
   the protocol torch's own CUDA random kernels use), mapped to a seed by
   ``reference.rng.seed_from_reservation``. Outside graph capture the reservation is two host integers, so
@@ -44,16 +45,17 @@ def reserve_cuda_seed(device: torch.device) -> int | torch.Tensor:
 
 def seed_for(logits: torch.Tensor, generator: torch.Generator | None = None) -> int | torch.Tensor:
     """A seed for one call on ``logits``: a 0-dim int64 tensor on their device, or, for an eager call on the
-    default CUDA generator, possibly a Python int (see the module docstring)."""
+    default CUDA generator or on CPU logits with a CPU generator, possibly a Python int (see the module
+    docstring)."""
     if generator is None and logits.is_cuda and _HAS_PHILOX_STATE:
         if in_plain_eager_context():
             return reserve_cuda_seed(logits.device)
         if not torch._C._are_functorch_transforms_active():
             return cuda_seed(logits.device)
-    if generator is None and logits.is_cpu and in_plain_eager_context():
+    if logits.is_cpu and (generator is None or generator.device.type == "cpu") and in_plain_eager_context():
         kernels = _cpu.load_cpu_kernels()
         if kernels is not None:
-            return kernels.seed()  # torch.randint's own draw, called from C++
+            return kernels.seed(generator)  # torch.randint's own draw, made in C++
     # ``generator=`` even when None: that is the ``randint.generator`` overload, which Inductor leaves to
     # aten, so compiled code draws the seed eager code draws. Plain ``randint`` it would replace with its
     # own RNG stream.

@@ -40,12 +40,13 @@ def test_direct_call_and_registered_op_agree(hard, dim):
     torch.testing.assert_close(results[0][1:], results[1][1:])
 
 
-def test_eager_call_makes_no_tensor_for_tau_and_skips_the_dispatcher():
+def test_eager_call_makes_no_tensor_for_tau_or_the_seed_and_skips_the_dispatcher():
     x = torch.randn(10, 7, requires_grad=True)
     with torch.profiler.profile() as prof:
         gumbel_softmax(x, 0.5, hard=True).sum().backward()
     names = {event.name for event in prof.events()}
-    assert "aten::randint" in names  # the seed
+    if _cpu.load_cpu_kernels() is not None:
+        assert "aten::randint" not in names  # the seed: torch.randint's draw, made in C++ as an int
     assert not {"aten::full", "aten::ones", "aten::mul", "aten::lift_fresh"} & names  # tau stays a float
     assert not any(name.startswith("gumbel_fused::") for name in names)  # the kernels, called directly
 
