@@ -285,6 +285,25 @@ def estimator_table(benchmarks: list[dict]) -> list[str]:
     return out
 
 
+def overhead_table(cases: dict) -> list[str]:
+    """What the public function adds to its own kernels, timed in pairs with them, and eager beside it
+    (test_bench_overhead.py)."""
+    out = [
+        "| direction | mode | kernels | fused | overhead | eager | fused vs eager |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for (_device, _name, _shape, _dtype, direction, mode), impls in cases.items():
+        if "fused" not in impls:
+            continue
+        fused, info = median(impls["fused"]), impls["fused"]["extra_info"]
+        eager = median(impls["eager"]) if "eager" in impls else None
+        out.append(
+            f"| {direction} | {mode} | {fmt_time(info.get('rival_median'))} | {fmt_time(fused)} | "
+            f"{info['median_difference'] * 1e6:+.1f} us | {fmt_time(eager)} | {fmt_ratio(eager, fused)} |"
+        )
+    return out
+
+
 def write_markdown(machine: dict, benchmarks: list[dict], path: Path) -> None:
     speed, memory = by_case(benchmarks, "gumbel"), by_case(benchmarks, "memory")
     peak = gpu_peak_bandwidth(machine.get("gpu_name"))
@@ -342,6 +361,18 @@ def write_markdown(machine: dict, benchmarks: list[dict], path: Path) -> None:
             "gumbel suite (the summary and timings tables) times them in separate benchmarks, each call back to back.",
             "",
             *targets_table(targets),
+            "",
+        ]
+    overhead = by_case(benchmarks, "overhead")
+    if overhead:
+        lines += [
+            "## Per-call overhead at the VAE's size: the public function against its kernels (fp32, 1 thread)",
+            "",
+            "The kernels: the C++ entry points called directly with a prepared seed (forward + backward also pays "
+            "one autograd call of a trivial op, which every autograd call pays). They are timed interleaved with "
+            "the public function, so that both see the same machine load; eager is timed on its own.",
+            "",
+            *overhead_table(overhead),
             "",
         ]
     if any(b["extra_info"]["suite"] == "train_step" for b in benchmarks):

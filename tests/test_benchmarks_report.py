@@ -43,6 +43,8 @@ def bench_json(tmp_path):
         _bench("sampling", "fused-cpu", "cpu", 0.01, mode="gumbel_max"),
         _bench("fallback", "reference", "cpu", 3e-3, rival="eager", rival_median=4e-3),
         _bench("targets", "fused-cpu", "cpu", 5e-5, rival="eager", rival_median=7e-4, target=20.0, threads=2),
+        _bench("overhead", "fused-cpu", "cpu", 6e-5, rival="kernels", rival_median=5.5e-5, median_difference=5e-6),
+        _bench("overhead", "eager", "cpu", 9e-4),
         _bench("estimators", "eager", "cpu", 8e-3, "fwd+bwd", estimator="reinmax", estimator_impl="eager"),
         _bench("estimators", "fused-cpu", "cpu", 1.1e-3, "fwd+bwd", estimator="reinmax", estimator_impl="fused"),
         _bench("estimators", "fused-st", "cpu", 1e-3, "fwd+bwd", estimator="reinmax", estimator_impl="fused-st"),
@@ -68,6 +70,7 @@ def test_markdown_tables(bench_json, tmp_path):
     assert "| gumbel_max | 320 ms | 240 ms | 10 ms | 32.00x | 24.00x |" in text  # sampling table
     assert "| square (4, 8) | hard | 4 ms | 3 ms | 0.75x |" in text  # fallback: reference / its interleaved eager
     assert "| square (4, 8) | fwd | 2 | 700 us | 50 us | 14.00x | 20x |" in text  # targets: eager / fused, paired
+    assert "| fwd | hard | 55 us | 60 us | +5.0 us | 900 us | 15.00x |" in text  # overhead: kernels, fused, eager
     assert "| reinmax | 8 ms | 1.1 ms | 1 ms | 7.27x | 1.10x |" in text  # estimators: vs eager, vs fused ST-GS
 
 
