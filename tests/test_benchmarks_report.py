@@ -74,6 +74,18 @@ def test_markdown_tables(bench_json, tmp_path):
     assert "| reinmax | 8 ms | 1.1 ms | 1 ms | 7.27x | 1.10x |" in text  # estimators: vs eager, vs fused ST-GS
 
 
+def test_overhead_table_reads_runs_from_before_the_pairing():
+    # benchmarks/results/cpu-2core.json: the kernels timed in a benchmark of their own, no median_difference.
+    report = _load_report()
+    benchmarks = [
+        _bench("overhead", "kernels", "cpu", 5e-5),
+        _bench("overhead", "fused-cpu", "cpu", 6e-5, overhead_us=10.0),
+        _bench("overhead", "eager", "cpu", 9e-4),
+    ]
+    table = report.overhead_table(report.by_case(benchmarks, "overhead"))
+    assert "| fwd | hard | 50 us | 60 us | +10.0 us | 900 us | 15.00x |" in table
+
+
 def test_gpu_peak_lookup():
     report = _load_report()
     assert report.gpu_peak_bandwidth("NVIDIA H100 PCIe") == 2.0e12
