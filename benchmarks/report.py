@@ -373,8 +373,9 @@ def write_markdown(machine: dict, benchmarks: list[dict], path: Path) -> None:
             "## Per-call overhead at the VAE's size: the public function against its kernels (fp32, 1 thread)",
             "",
             "The kernels: the C++ entry points called directly with a prepared seed (forward + backward also pays "
-            "one autograd call of a trivial op, which every autograd call pays). They are timed interleaved with "
-            "the public function, so that both see the same machine load; eager is timed on its own.",
+            "one autograd call of a trivial op, which every autograd call pays). Since commit 313684f they are timed "
+            "interleaved with the public function, so that both see the same machine load, and the overhead is the "
+            "median of the paired differences; eager is timed on its own.",
             "",
             *overhead_table(overhead),
             "",
