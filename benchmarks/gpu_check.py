@@ -126,7 +126,9 @@ def time_cases(torch, device: str, shapes, time_fn, peak_gbs: float | None) -> l
     """Fused against eager for every (shape, dtype, direction, mode): medians, speed-up and bandwidth."""
     import torch.nn.functional as F
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    # The checkout's own package and benchmark helpers: the script runs from a plain checkout, as on a lent GPU
+    # machine, which gets a copy of the tree and no install (the tests' subprocess imports it from there too).
+    sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
     from _common import DTYPES as BENCH_DTYPES
     from _common import bytes_moved, make_logits, step_fn
 

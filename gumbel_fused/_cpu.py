@@ -182,17 +182,38 @@ def _import_library(name: str, library: Path):
     return module
 
 
+@contextlib.contextmanager
+def _build_lock(directory: Path) -> Iterator[None]:
+    """Hold the lock that ``cpp_extension.load`` holds while it builds in ``directory``. Recent torch takes an
+    OS-level file lock (``torch.utils._filelock``) on ``directory/lock``; older torch (2.11, say) a
+    ``FileBaton``, whose lock is that file's existence: a file lock taken there would leave the file behind,
+    and torch's build would then wait for it to go, forever."""
+    cpp_extension = _cpp_extension()
+    path = str(directory / "lock")
+    if hasattr(cpp_extension, "FileBaton"):
+        baton = cpp_extension.FileBaton(path)
+        while not baton.try_acquire():
+            baton.wait()
+        try:
+            yield
+        finally:
+            baton.release()
+        return
+    from torch.utils._filelock import FileLock  # noqa: PLC0415
+
+    with FileLock(path):
+        yield
+
+
 def load_extension(name: str, sources: Sequence[Path], variant: str, announce: str | None = None):
     """Import the extension ``name`` from the cache, or build it from ``sources`` (with the source
     directory on the include path) and import it; ``announce`` goes to stderr when a build starts.
     Raises :class:`BuildUnavailable` when the compiler or ninja is missing, else what the build raises."""
-    from torch.utils._filelock import FileLock  # noqa: PLC0415 (the lock cpp_extension.load takes)
-
     directory = build_directory(name)
     directory.mkdir(parents=True, exist_ok=True)
     library = directory / f"{name}.so"
     # A library that exists under the lock is complete: builders hold this lock until they finish.
-    with FileLock(str(directory / "lock")):
+    with _build_lock(directory):
         finished = library.exists()
     if finished:
         return _import_library(name, library)

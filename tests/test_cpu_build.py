@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+import types
 import warnings
 from pathlib import Path
 
@@ -171,6 +173,35 @@ def test_cached_build_loads_fast(kernels):
     assert result.returncode == 0, result.stderr
     assert float(result.stdout.split()[-1]) < 1.0
     assert BUILD_LINE not in result.stderr
+
+
+def test_cached_build_loads_under_an_older_torchs_lock_file(monkeypatch, tmp_path):
+    """Older torch (2.11, say) locks a build with a FileBaton, whose lock is the existence of ``lock`` in the build
+    directory. The loader takes that lock the same way, so it leaves no file behind for torch's build to wait on
+    forever, and it waits while a build holds it."""
+    from torch.utils import cpp_extension
+    from torch.utils.file_baton import FileBaton
+
+    older_torch = types.SimpleNamespace(FileBaton=FileBaton, _get_build_directory=cpp_extension._get_build_directory)
+    monkeypatch.setattr(_cpu, "_cpp_extension", lambda: older_torch)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    directory = _cpu.build_directory("probe")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "probe.so").write_bytes(b"")
+    imported = []
+    monkeypatch.setattr(_cpu, "_import_library", lambda name, library: imported.append(library) or "module")
+    assert _cpu.load_extension("probe", [], "DEFAULT") == "module" and imported == [directory / "probe.so"]
+    assert not (directory / "lock").exists()
+
+    builder = FileBaton(str(directory / "lock"))  # a build in progress
+    assert builder.try_acquire()
+    done = threading.Event()
+    loader = threading.Thread(target=lambda: (_cpu.load_extension("probe", [], "DEFAULT"), done.set()))
+    loader.start()
+    assert not done.wait(0.3)  # waits for the build
+    builder.release()
+    loader.join(10)
+    assert done.is_set() and not (directory / "lock").exists()
 
 
 @pytest.mark.slow
