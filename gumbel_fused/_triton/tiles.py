@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.language import core as tl_core
 
 from ..reference.rng import math_dtype
 
@@ -93,7 +94,10 @@ def store_tile(ptr, values, rows, col0, n_rows, n_cols, inner, BLOCK_K: tl.const
 def scalar_argument(value):
     """A scalar kernel argument passed by value (a Python int or float: no tensor, no launch to make one) or
     as a pointer to a 0-dim tensor (loaded here, so the host never syncs on it): its value."""
-    value = tl.to_tensor(value)  # a no-op when compiled; the interpreter passes Python scalars as they are
+    # A no-op when compiled; the interpreter passes Python scalars as they are. From triton.language.core, imported
+    # as a module of its own so that the interpreter patches it: Triton 3.6 (the lent GPU machines') does not
+    # export it as tl.to_tensor.
+    value = tl_core.to_tensor(value)
     if value.dtype.is_ptr():
         value = tl.load(value)
     return value
