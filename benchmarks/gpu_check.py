@@ -48,24 +48,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="run every step on CPU at tiny sizes (no GPU needed)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for the results")
     parser.add_argument("--skip-tests", action="store_true", help="timings only")
+    parser.add_argument(
+        "--test-timeout", type=float, default=360.0,
+        help="seconds the tests may take before they are stopped and the timings run (default 360)",
+    )
     return parser.parse_args(argv)
 
 
-def run_tests(dry_run: bool) -> dict:
-    """Run the CUDA-relevant suites in a subprocess; returns pytest's exit code, summary line and duration."""
+def run_tests(dry_run: bool, timeout: float) -> dict:
+    """Run the CUDA-relevant suites in a subprocess; returns pytest's exit code (None when stopped after
+    ``timeout`` seconds, so that a lent machine's limited time still reaches the timings), its summary line and
+    the duration."""
     paths = ["tests/test_cuda.py"] if dry_run else CUDA_TESTS
+    command = [sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider"]
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    try:
+        proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        exit_code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as stopped:
+        exit_code, stdout, stderr = None, stopped.stdout or "", f"stopped after {timeout:g} s"
+        stdout = stdout.decode() if isinstance(stdout, bytes) else stdout
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    summary = lines[-1] if lines and exit_code is not None else stderr[-500:]
     return {
         "paths": paths,
-        "exit_code": proc.returncode,
-        "summary": lines[-1] if lines else proc.stderr[-500:],
+        "exit_code": exit_code,
+        "summary": summary,
         "failures": [line for line in lines if line.startswith("FAILED")][:20],
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -122,8 +130,10 @@ def device_bandwidth(torch, device: str, time_fn) -> dict:
     return result
 
 
-def time_cases(torch, device: str, shapes, time_fn, peak_gbs: float | None) -> list[dict]:
-    """Fused against eager for every (shape, dtype, direction, mode): medians, speed-up and bandwidth."""
+def time_cases(torch, device: str, shapes, time_fn, peak_gbs: float | None, rows: list[dict],
+               after_each: Callable[[], None]) -> None:
+    """Fused against eager for every (shape, dtype, direction, mode): medians, speed-up and bandwidth, a row
+    appended to ``rows`` for each, ``after_each`` called after it."""
     import torch.nn.functional as F
 
     # The checkout's own package and benchmark helpers: the script runs from a plain checkout, as on a lent GPU
@@ -134,7 +144,6 @@ def time_cases(torch, device: str, shapes, time_fn, peak_gbs: float | None) -> l
 
     from gumbel_fused import gumbel_softmax
 
-    rows = []
     for shape_name, shape, dim in shapes:
         for dtype_name in DTYPES:
             dtype = BENCH_DTYPES[dtype_name]
@@ -166,7 +175,7 @@ def time_cases(torch, device: str, shapes, time_fn, peak_gbs: float | None) -> l
                       f"fused {rows[-1]['fused_us']:10.1f} us, eager {rows[-1]['eager_us']:10.1f} us, "
                       f"{rows[-1]['speedup']:6.2f}x, {rows[-1]['fused_gb_per_s']:8.1f} GB/s; a call in a loop: "
                       f"fused {rows[-1]['fused_host_us']:.1f} us, eager {rows[-1]['eager_host_us']:.1f} us", flush=True)
-    return rows
+                after_each()
 
 
 def markdown(results: dict) -> str:
@@ -181,7 +190,7 @@ def markdown(results: dict) -> str:
         f"Tests: `{results['tests'].get('summary', 'skipped')}` (exit code {results['tests'].get('exit_code')})",
         "",
         f"Bandwidth: nominal peak {bandwidth.get('peak_gb_per_s', 'n/a')} GB/s, "
-        f"`copy_` {bandwidth['copy_gb_per_s']} GB/s",
+        f"`copy_` {bandwidth.get('copy_gb_per_s', 'n/a')} GB/s",
         "",
         "GPU time by `do_bench`; a call in a loop: host time per call of 100 back-to-back calls and one synchronize",
         "(the host's side of a small call, which the GPU waits on when it is longer than the kernels).",
@@ -210,31 +219,38 @@ def main(argv=None) -> int:
         return 2
     device = "cpu" if args.dry_run else "cuda"
     time_fn = timer(device)
-    tests = {} if args.skip_tests else run_tests(args.dry_run)
-    if tests:
-        print(f"tests: {tests['summary']} ({tests['seconds']} s)", flush=True)
-    bandwidth = device_bandwidth(torch, device, time_fn)
-    print(f"bandwidth: {bandwidth}", flush=True)
-    timings = time_cases(torch, device, DRY_SHAPES if args.dry_run else FULL_SHAPES, time_fn,
-                         bandwidth.get("peak_gb_per_s"))
-    device_name = bandwidth.get("name", platform.processor() or "cpu")
+    device_name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
     results = {
         "device_name": device_name,
         "dry_run": args.dry_run,
         "torch": torch.__version__,
         "triton": triton.__version__,
         "date": time.strftime("%Y-%m-%d"),
-        "tests": tests,
-        "bandwidth": bandwidth,
-        "timings": timings,
+        "tests": {},
+        "bandwidth": {},
+        "timings": [],
     }
     slug = "".join(c if c.isalnum() else "-" for c in device_name).strip("-")
     stem = "gpu-dry-run" if args.dry_run else f"gpu-{slug}"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(results))
+
+    def save() -> None:
+        # After every step: a run stopped at a lent machine's time limit keeps what it measured.
+        (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+        (args.out / f"{stem}.md").write_text(markdown(results))
+
+    if not args.skip_tests:
+        results["tests"] = tests = run_tests(args.dry_run, args.test_timeout)
+        print(f"tests: {tests['summary']} ({tests['seconds']} s)", flush=True)
+        save()
+    results["bandwidth"] = bandwidth = device_bandwidth(torch, device, time_fn)
+    print(f"bandwidth: {bandwidth}", flush=True)
+    save()
+    shapes = DRY_SHAPES if args.dry_run else FULL_SHAPES
+    time_cases(torch, device, shapes, time_fn, bandwidth.get("peak_gb_per_s"), results["timings"], save)
+    save()
     print(f"wrote {args.out / stem}.json and .md")
-    return 1 if tests and tests["exit_code"] not in (0,) else 0
+    return 1 if results["tests"] and results["tests"]["exit_code"] != 0 else 0
 
 
 if __name__ == "__main__":
