@@ -198,11 +198,11 @@ def _build_lock(directory: Path) -> Iterator[None]:
             yield
         finally:
             baton.release()
-        return
-    from torch.utils._filelock import FileLock  # noqa: PLC0415
+    else:
+        from torch.utils._filelock import FileLock  # noqa: PLC0415
 
-    with FileLock(path):
-        yield
+        with FileLock(path):
+            yield
 
 
 def load_extension(name: str, sources: Sequence[Path], variant: str, announce: str | None = None):

@@ -1,7 +1,10 @@
-"""Test helpers: backends under a common signature, the eager formula, a verbose allclose, and a dispatch-mode
-recorder of ops."""
+"""Test helpers: backends under a common signature, the eager formula, a verbose allclose, a dispatch-mode
+recorder of ops, and the benchmark scripts as modules."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -157,3 +160,14 @@ class RecordOps(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops.append(str(func))
         return func(*args, **(kwargs or {}))
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark_script(name: str):
+    """``benchmarks/<name>.py`` imported as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

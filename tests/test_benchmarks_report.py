@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPORT = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
+from .helpers import load_benchmark_script
 
 
 def _load_report():
-    spec = importlib.util.spec_from_file_location("bench_report", REPORT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("report")
 
 
 def _bench(suite, impl, device, median, direction="fwd", mode="hard", **extra):

@@ -69,10 +69,6 @@ def probe(kernels):
     return load_probe()
 
 
-def _seed(value: int = SEED) -> int:
-    return value  # the C++ entry points take the seed as an int (the op layer reads a seed tensor's value)
-
-
 def _logits(outer, n_cols, inner, dtype, layout, gen_seed=0) -> torch.Tensor:
     """(outer, K, inner) logits of the same values stored in one of several layouts."""
     gen = torch.Generator().manual_seed(gen_seed)
@@ -189,10 +185,10 @@ def test_forward_matches_reference(kernels, shape, dtype):
     layouts = ["contiguous", "permuted"] if shape[1] * shape[0] * shape[2] <= 5000 else ["contiguous"]
     for layout in layouts:
         x = _logits(*shape, dtype, layout, gen_seed=shape[1])
-        z = perturbed_logits_ref(x, _seed(), TAU)
+        z = perturbed_logits_ref(x, SEED, TAU)
         for hard in (False, True):
-            ours = kernels.fwd(x, _seed(), TAU, hard)
-            ref = gumbel_softmax_fwd_ref(x, _seed(), TAU, hard)
+            ours = kernels.fwd(x, SEED, TAU, hard)
+            ref = gumbel_softmax_fwd_ref(x, SEED, TAU, hard)
             assert ours.dtype == dtype and ours.shape == x.shape and ours.is_contiguous()
             msg = f"{layout} hard={hard}"
             if hard:
@@ -208,12 +204,12 @@ def test_forward_and_backward_with_arbitrary_strides(kernels, shape, layout):
     x = _logits(*shape, torch.float32, layout, gen_seed=7)
     grad = _logits(*shape, torch.float32, layout, gen_seed=8)
     for hard in (False, True):
-        ref = gumbel_softmax_fwd_ref(x, _seed(), 1.0, hard)
-        torch.testing.assert_close(kernels.fwd(x, _seed(), 1.0, hard), ref, atol=2e-6, rtol=2e-5)
-    y = gumbel_softmax_fwd_ref(x, _seed(), 1.0, False)
+        ref = gumbel_softmax_fwd_ref(x, SEED, 1.0, hard)
+        torch.testing.assert_close(kernels.fwd(x, SEED, 1.0, hard), ref, atol=2e-6, rtol=2e-5)
+    y = gumbel_softmax_fwd_ref(x, SEED, 1.0, False)
     for recompute, saved in ((True, x), (False, y.transpose(0, 2).contiguous().transpose(0, 2))):
-        ours = kernels.bwd(grad, saved, _seed(), 1.0, recompute)
-        ref = gumbel_softmax_bwd_ref(grad, saved, _seed(), 1.0, recompute)
+        ours = kernels.bwd(grad, saved, SEED, 1.0, recompute)
+        ref = gumbel_softmax_bwd_ref(grad, saved, SEED, 1.0, recompute)
         torch.testing.assert_close(ours, ref, atol=2e-6, rtol=2e-5)
 
 
@@ -229,8 +225,8 @@ def test_wide_hard_forward_for_channel_first_layouts(kernels, dtype):
         x[-1, 1:, 100] = float("-inf")  # one category left
         x = x.to(dtype)
         for tau in (1.0, 0.5):
-            ours, ref = kernels.fwd(x, _seed(), tau, True), gumbel_softmax_fwd_ref(x, _seed(), tau, True)
-            _assert_hard_matches(ours, ref, perturbed_logits_ref(x, _seed(), tau))
+            ours, ref = kernels.fwd(x, SEED, tau, True), gumbel_softmax_fwd_ref(x, SEED, tau, True)
+            _assert_hard_matches(ours, ref, perturbed_logits_ref(x, SEED, tau))
             assert torch.isnan(ours[0, :, 3]).all() and torch.isnan(ours[0, :, 7]).all()
             assert ours[-1, 0, 100] == 1
 
@@ -238,7 +234,7 @@ def test_wide_hard_forward_for_channel_first_layouts(kernels, dtype):
 def test_broadcast_logits_with_zero_strides(kernels):
     x = torch.randn(1, 50, 1).expand(64, 50, 8)  # stride 0 on outer and inner
     for hard in (False, True):
-        torch.testing.assert_close(kernels.fwd(x, _seed(), 1.0, hard), gumbel_softmax_fwd_ref(x, _seed(), 1.0, hard))
+        torch.testing.assert_close(kernels.fwd(x, SEED, 1.0, hard), gumbel_softmax_fwd_ref(x, SEED, 1.0, hard))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -247,12 +243,12 @@ def test_broadcast_logits_with_zero_strides(kernels):
 def test_backward_matches_reference(kernels, shape, dtype):
     x = _logits(*shape, dtype, "contiguous", gen_seed=1)
     grad = _logits(*shape, dtype, "permuted", gen_seed=2)
-    y = gumbel_softmax_fwd_ref(x, _seed(), TAU, False)
+    y = gumbel_softmax_fwd_ref(x, SEED, TAU, False)
     atol, rtol = TOL[dtype]
     scale = max(1.0, grad.double().abs().max().item() / TAU)  # dx is y * (dy - s) / tau, so scale atol
     for recompute, saved in ((True, x), (False, y)):
-        ours = kernels.bwd(grad, saved, _seed(), TAU, recompute)
-        ref = gumbel_softmax_bwd_ref(grad, saved, _seed(), TAU, recompute)
+        ours = kernels.bwd(grad, saved, SEED, TAU, recompute)
+        ref = gumbel_softmax_bwd_ref(grad, saved, SEED, TAU, recompute)
         assert ours.dtype == dtype and ours.is_contiguous()
         torch.testing.assert_close(ours, ref, atol=atol * scale, rtol=rtol, msg=f"recompute={recompute}")
 
@@ -260,8 +256,7 @@ def test_backward_matches_reference(kernels, shape, dtype):
 def test_tau_variants_and_seeds(kernels):
     x = _logits(9, 33, 5, torch.float32, "contiguous")
     for tau in (1.0, 0.1, 3.0, 1e-3):
-        for seed in (0, -7, 2**63 - 1):
-            s = _seed(seed)
+        for s in (0, -7, 2**63 - 1):
             z = perturbed_logits_ref(x, s, tau)
             _assert_hard_matches(kernels.fwd(x, s, tau, True), gumbel_softmax_fwd_ref(x, s, tau, True), z)
             ref = gumbel_softmax_fwd_ref(x, s, tau, False)
@@ -282,21 +277,21 @@ def test_inf_and_nan_rows(kernels, dtype, inner):
     x[4, 1:, :] = float("-inf")  # one category left: always drawn
     x = x.to(dtype)
     for hard in (False, True):
-        ours = kernels.fwd(x, _seed(), 1.0, hard)
-        ref = gumbel_softmax_fwd_ref(x, _seed(), 1.0, hard)
+        ours = kernels.fwd(x, SEED, 1.0, hard)
+        ref = gumbel_softmax_fwd_ref(x, SEED, 1.0, hard)
         assert torch.isnan(ours[:3]).all() and not torch.isnan(ours[3:]).any()
         assert (ours[3, ::2] == 0).all() and (ours[4, 0] == 1).all() and (ours[4, 1:] == 0).all()
         torch.testing.assert_close(ours, ref, atol=TOL[dtype][0], rtol=TOL[dtype][1], equal_nan=True)
     grad = torch.randn_like(x)
-    dx = kernels.bwd(grad, x, _seed(), 1.0, True)
-    torch.testing.assert_close(dx, gumbel_softmax_bwd_ref(grad, x, _seed(), 1.0, True), equal_nan=True,
+    dx = kernels.bwd(grad, x, SEED, 1.0, True)
+    torch.testing.assert_close(dx, gumbel_softmax_bwd_ref(grad, x, SEED, 1.0, True), equal_nan=True,
                                atol=TOL[dtype][0] * 4, rtol=TOL[dtype][1])  # fmt: skip
 
 
 def test_masked_categories_are_never_drawn(kernels):
     x = torch.zeros(4096, 7, 1)
     x[:, [1, 4]] = float("-inf")
-    counts = kernels.fwd(x, _seed(), 1.0, True).sum(dim=(0, 2))
+    counts = kernels.fwd(x, SEED, 1.0, True).sum(dim=(0, 2))
     assert counts[[1, 4]].sum() == 0 and counts.sum() == 4096
     assert (counts[[0, 2, 3, 5, 6]] > 700).all()  # ~819 each: uniform over the five left
 
@@ -305,26 +300,26 @@ def test_masked_categories_are_never_drawn(kernels):
 def test_empty_tensors(kernels, shape):
     x = torch.empty(shape)
     for hard in (False, True):
-        y = kernels.fwd(x, _seed(), 1.0, hard)
+        y = kernels.fwd(x, SEED, 1.0, hard)
         assert y.shape == shape and y.dtype == x.dtype
-    assert kernels.bwd(x, x, _seed(), 1.0, True).shape == shape
+    assert kernels.bwd(x, x, SEED, 1.0, True).shape == shape
 
 
 def test_input_validation(kernels):
     x = torch.randn(2, 3, 4)
     with pytest.raises(RuntimeError, match="dim 3 out of range"):
-        kernels.fwd(x, _seed(), 1.0, False, 3)
+        kernels.fwd(x, SEED, 1.0, False, 3)
     for seed in (torch.tensor([1, 2]), torch.tensor(1.0), torch.tensor(1, dtype=torch.int32)):
         with pytest.raises(ValueError, match="argument 'seed' must be a 0-dim int64 CPU tensor"):
             torch.ops.gumbel_fused.gumbel_softmax_fwd(x, seed, torch.tensor(1.0), False)
     with pytest.raises(TypeError):  # the C++ entry points take an int
         kernels.fwd(x, 1.5, 1.0, False)
     with pytest.raises(RuntimeError, match="float16, bfloat16, float32 or float64"):
-        kernels.fwd(x.long(), _seed(), 1.0, False)
+        kernels.fwd(x.long(), SEED, 1.0, False)
     with pytest.raises(RuntimeError, match="same shape"):
-        kernels.bwd(torch.randn(2, 3, 5), x, _seed(), 1.0, True)
+        kernels.bwd(torch.randn(2, 3, 5), x, SEED, 1.0, True)
     with pytest.raises(RuntimeError, match="same dtype"):
-        kernels.bwd(x.double(), x, _seed(), 1.0, True)
+        kernels.bwd(x.double(), x, SEED, 1.0, True)
 
 
 # --- threads, dispatch -----------------------------------------------------------------------------------------
@@ -337,8 +332,8 @@ def test_results_do_not_depend_on_the_thread_count(kernels, shape):
     threads = torch.get_num_threads()
 
     def run():
-        return [kernels.fwd(x, _seed(), 0.5, hard) for hard in (False, True)] + [
-            kernels.bwd(grad, x, _seed(), 0.5, True)
+        return [kernels.fwd(x, SEED, 0.5, hard) for hard in (False, True)] + [
+            kernels.bwd(grad, x, SEED, 0.5, True)
         ]
 
     try:
@@ -370,4 +365,4 @@ def test_ops_use_the_cpu_kernels(kernels):
     x = torch.randn(6, 20, 3)
     tau = torch.tensor(0.5, dtype=torch.float64)
     for hard in (False, True):
-        assert torch.equal(_ops.gumbel_softmax_fwd(x, _seed(), tau, hard), kernels.fwd(x, _seed(), 0.5, hard))
+        assert torch.equal(_ops.gumbel_softmax_fwd(x, SEED, tau, hard), kernels.fwd(x, SEED, 0.5, hard))

@@ -21,7 +21,7 @@ import torch
 from gumbel_fused import _cpu
 from gumbel_fused.reference import perturbed_logits_ref
 
-from .test_cpu import _assert_hard_matches, _compiler_available, _logits, _seed, load_probe, require_kernels
+from .test_cpu import _assert_hard_matches, _compiler_available, _logits, load_probe, require_kernels
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD_LINE = "gumbel_fused: building the C++ CPU kernels"
@@ -243,9 +243,9 @@ def test_default_variant_builds_concurrently_and_agrees(kernels, request, tmp_pa
         assert err.count(BUILD_LINE) <= 1, err
         announced += err.count(BUILD_LINE)
     assert announced >= 1 if cold else announced == 0
-    soft, hard = kernels.fwd(x, _seed(5), 0.7, False), kernels.fwd(x, _seed(5), 0.7, True)
+    soft, hard = kernels.fwd(x, 5, 0.7, False), kernels.fwd(x, 5, 0.7, True)
     for i in range(2):
         other_soft, other_hard = torch.load(tmp_path / f"out_{i}.pt")
         torch.testing.assert_close(other_soft, soft, atol=2e-6, rtol=2e-5)
-        _assert_hard_matches(other_hard, hard, perturbed_logits_ref(x, _seed(5), 0.7))
+        _assert_hard_matches(other_hard, hard, perturbed_logits_ref(x, 5, 0.7))
     assert [p.name for p in cache.glob("gumbel_fused_cpu_default_*")] == [name]

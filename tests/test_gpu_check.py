@@ -3,17 +3,11 @@ stopped before its timings (CI runs the whole script with --dry-run)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+from .helpers import load_benchmark_script
 
 
 def _load_gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("gpu_check")
 
 
 def test_tests_stopped_at_their_time_limit_say_so():
